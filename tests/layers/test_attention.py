@@ -1,0 +1,169 @@
+import keras
+import numpy as np
+import pytest
+
+from tests.layer_checks import check_layer
+from tfllm.layers import MultiHeadAttention
+
+
+def _pair(num_heads=4, key_dim=8, **kwargs):
+    """Our layer and Keras' layer, both built, holding the same weights."""
+    ours = MultiHeadAttention(num_heads, key_dim, **kwargs)
+    reference = keras.layers.MultiHeadAttention(num_heads, key_dim, **kwargs)
+    return ours, reference
+
+
+def _padding_mask(batch_size, length, lengths):
+    mask = np.zeros((batch_size, length), bool)
+    for row, real in enumerate(lengths):
+        mask[row, :real] = True
+    return mask
+
+
+@pytest.mark.parametrize(
+    "mask_kind", ["none", "causal", "attention_mask", "causal_and_attention_mask"]
+)
+def test_matches_keras_multi_head_attention(rng, mask_kind):
+    query = rng.normal(size=(3, 7, 32)).astype("float32")
+    ours, reference = _pair()
+    reference(query, query)
+    ours(query, query)
+    ours.set_weights(reference.get_weights())
+    kwargs = {}
+    if "causal" in mask_kind:
+        kwargs["use_causal_mask"] = True
+    if "attention_mask" in mask_kind:
+        kwargs["attention_mask"] = rng.random((3, 7, 7)) > 0.3
+    ours_out, ours_scores = ours(query, query, return_attention_scores=True, **kwargs)
+    ref_out, ref_scores = reference(query, query, return_attention_scores=True, **kwargs)
+    np.testing.assert_allclose(ours_out, ref_out, atol=1e-5)
+    np.testing.assert_allclose(ours_scores, ref_scores, atol=1e-6)
+
+
+def test_matches_keras_cross_attention_with_other_widths(rng):
+    query = rng.normal(size=(2, 5, 12)).astype("float32")
+    value = rng.normal(size=(2, 9, 20)).astype("float32")
+    key = rng.normal(size=(2, 9, 6)).astype("float32")
+    ours, reference = _pair(num_heads=3, key_dim=4, value_dim=5, output_shape=10)
+    reference(query, value, key)
+    ours(query, value, key)
+    ours.set_weights(reference.get_weights())
+    np.testing.assert_allclose(ours(query, value, key), reference(query, value, key), atol=1e-5)
+
+
+def test_keras_masks_from_embedding_match_keras(rng):
+    """Padding masks carried by tensors (Embedding(mask_zero=True)) act as in Keras."""
+    token_ids = np.array([[4, 5, 6, 0, 0], [7, 8, 9, 3, 0]])
+    embedding = keras.layers.Embedding(10, 16, mask_zero=True)
+    ours, reference = _pair(num_heads=2, key_dim=8)
+
+    def run(layer):
+        inputs = keras.Input((None,), dtype="int32")
+        embedded = embedding(inputs)
+        return keras.Model(inputs, layer(embedded, embedded, use_causal_mask=True))
+
+    ours_model, reference_model = run(ours), run(reference)
+    ours.set_weights(reference.get_weights())
+    ours_out = np.asarray(ours_model(token_ids))
+    ref_out = np.asarray(reference_model(token_ids))
+    # Compare real query positions only: for a padded query, whose keys are
+    # all masked, Keras 3.15 returns uniform attention on one code path
+    # (`ops.dot_product_attention`) and zeros on the other; ours is zeros.
+    real = token_ids != 0
+    np.testing.assert_allclose(ours_out[real], ref_out[real], atol=1e-5)
+
+
+def test_padded_keys_never_leak(rng):
+    """Changing the values at padded positions never changes any output."""
+    layer = MultiHeadAttention(num_heads=2, key_dim=8)
+    value = rng.normal(size=(2, 6, 16)).astype("float32")
+    query = rng.normal(size=(2, 4, 16)).astype("float32")
+    value_mask = _padding_mask(2, 6, [4, 2])
+    before = layer(query, value, value_mask=value_mask)
+    scrambled = value.copy()
+    scrambled[~value_mask] = rng.normal(size=scrambled[~value_mask].shape) * 100
+    after = layer(query, scrambled, value_mask=value_mask)
+    np.testing.assert_allclose(before, after, atol=1e-5)
+
+
+def test_causal_mask_hides_the_future(rng):
+    layer = MultiHeadAttention(num_heads=2, key_dim=8)
+    x = rng.normal(size=(1, 6, 16)).astype("float32")
+    before = np.asarray(layer(x, x, use_causal_mask=True))
+    changed = x.copy()
+    changed[:, 3:] += 5.0
+    after = np.asarray(layer(changed, changed, use_causal_mask=True))
+    np.testing.assert_allclose(before[:, :3], after[:, :3], atol=1e-5)
+    assert not np.allclose(before[:, 3:], after[:, 3:])
+
+
+def test_fully_masked_query_gets_no_attention(rng):
+    layer = MultiHeadAttention(num_heads=2, key_dim=4, use_bias=False)
+    x = rng.normal(size=(1, 3, 8)).astype("float32")
+    mask = np.array([[[True, True, False], [False, False, False], [True, False, False]]])
+    _, scores = layer(x, x, attention_mask=mask, return_attention_scores=True)
+    scores = np.asarray(scores)
+    np.testing.assert_allclose(scores[0, :, 1], 0.0)
+    np.testing.assert_allclose(scores[0, :, 0].sum(-1), 1.0, rtol=1e-6)
+    assert np.all(scores[0, :, 0, 2] == 0)
+
+
+def test_rotary_attention_depends_on_relative_position_only(rng):
+    """With rotary embeddings, shifting all positions leaves the output unchanged."""
+    layer = MultiHeadAttention(num_heads=2, key_dim=8, rotary_max_wavelength=10000.0)
+    x = rng.normal(size=(2, 5, 16)).astype("float32")
+    at_zero = layer(x, x, use_causal_mask=True, start_index=0)
+    at_forty = layer(x, x, use_causal_mask=True, start_index=40)
+    np.testing.assert_allclose(at_zero, at_forty, atol=1e-4)
+    plain = MultiHeadAttention(num_heads=2, key_dim=8)
+    plain(x, x)
+    plain.set_weights(layer.get_weights())
+    assert not np.allclose(plain(x, x, use_causal_mask=True), at_zero, atol=1e-3)
+
+
+def test_layer_contract(rng):
+    x = rng.normal(size=(2, 5, 16)).astype("float32")
+    check_layer(
+        MultiHeadAttention,
+        {"num_heads": 2, "key_dim": 8, "dropout": 0.1, "rotary_max_wavelength": 500.0},
+        x,
+        expected_output_shape=(2, 5, 16),
+        expected_num_trainable_weights=8,
+        call_kwargs={"value": x, "use_causal_mask": True},
+    )
+
+
+def test_softmax_is_float32_under_mixed_precision(rng):
+    """Probabilities are computed in float32: rows sum to 1 to float32 precision."""
+    layer = MultiHeadAttention(num_heads=2, key_dim=8, dtype="mixed_bfloat16")
+    x = rng.normal(size=(2, 64, 16)).astype("float32") * 4
+    output, scores = layer(x, x, return_attention_scores=True)
+    assert keras.backend.standardize_dtype(output.dtype) == "bfloat16"
+    reference = MultiHeadAttention(num_heads=2, key_dim=8)
+    reference(x, x)
+    reference.set_weights(layer.get_weights())
+    _, reference_scores = reference(x, x, return_attention_scores=True)
+    assert keras.backend.standardize_dtype(scores.dtype) == "float32"
+    np.testing.assert_allclose(np.asarray(scores).sum(-1), 1.0, atol=1e-5)
+    # bfloat16 projections move the logits a little, not the distribution.
+    np.testing.assert_allclose(scores, reference_scores, atol=0.05)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_heads": 0, "key_dim": 8}, "num_heads"),
+        ({"num_heads": 2, "key_dim": -1}, "key_dim"),
+        ({"num_heads": 2, "key_dim": 8, "dropout": 1.5}, "dropout"),
+        ({"num_heads": 2, "key_dim": 7, "rotary_max_wavelength": 100.0}, "key_dim"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MultiHeadAttention(**kwargs)
+
+
+def test_wrong_rank_input_is_named():
+    layer = MultiHeadAttention(num_heads=2, key_dim=4)
+    with pytest.raises(ValueError, match="query"):
+        layer(np.zeros((2, 8), "float32"), np.zeros((2, 8), "float32"))

@@ -1,0 +1,22 @@
+"""Keras 3 building blocks of language models (backend-agnostic: `keras.ops` only)."""
+
+from tfllm.layers.attention import MultiHeadAttention
+from tfllm.layers.embedding import TokenEmbedding
+from tfllm.layers.positional import (
+    PositionEmbedding,
+    RotaryEmbedding,
+    SinusoidalPositionEncoding,
+)
+from tfllm.layers.recurrent import StackedLSTM
+from tfllm.layers.transformer import FeedForward, TransformerBlock
+
+__all__ = [
+    "FeedForward",
+    "MultiHeadAttention",
+    "PositionEmbedding",
+    "RotaryEmbedding",
+    "SinusoidalPositionEncoding",
+    "StackedLSTM",
+    "TokenEmbedding",
+    "TransformerBlock",
+]
