@@ -1,0 +1,219 @@
+"""GPT: a decoder-only Transformer language model."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfllm import generation
+from tfllm.layers.embedding import TokenEmbedding
+from tfllm.layers.positional import PositionEmbedding, SinusoidalPositionEncoding
+from tfllm.layers.transformer import TransformerBlock
+from tfllm.layers.validation import check_choice, check_positive_int, check_rate
+from tfllm.models.base import LanguageModel
+
+POSITION_ENCODINGS = ("learned", "sinusoidal", "rotary")
+
+
+@keras.saving.register_keras_serializable(package="tfllm")
+class GPT(LanguageModel):
+    """A GPT-style causal language model: token ids `[B, T]` → logits `[B, T, V]`.
+
+    Token embeddings (plus position information) pass through `num_layers`
+    causal pre-LN `TransformerBlock`s and a final layer normalisation; the
+    transposed token embedding turns the result into next-token logits
+    (weight tying). Position `t`'s logits depend on tokens `0..t` only.
+
+    Args:
+        vocabulary_size: int, number of token ids `V`.
+        max_length: int, the longest sequence the model accepts (and the
+            size of the learned position table).
+        num_layers: int, number of Transformer blocks.
+        num_heads: int, attention heads per block; must divide `hidden_dim`.
+        hidden_dim: int, model width `D`.
+        intermediate_dim: int, feed-forward width. Defaults to `4 * hidden_dim`.
+        dropout: float in [0, 1), dropout on embeddings, attention and
+            feed-forward outputs during training.
+        position_encoding: `"learned"` (GPT-2), `"sinusoidal"` (Vaswani et
+            al.) or `"rotary"` (RoPE inside attention).
+        activation: feed-forward activation. Defaults to `"gelu"`.
+        layer_norm_epsilon: float, epsilon of the layer normalisations.
+        seed: int or None, seed of the dropouts.
+        **kwargs: standard `keras.Model` arguments (`name`, `dtype`).
+
+    Call arguments:
+        inputs: `[B, T]` integer token ids with `T <= max_length`, or a dict
+            `{"token_ids": ..., "padding_mask": ...}`.
+        padding_mask: optional `[B, T]` boolean, True for real tokens;
+            padding positions are never attended to.
+        training: bool, enables dropout.
+
+    Returns:
+        `[B, T, V]` float32 logits.
+
+    Example:
+
+    >>> model = GPT(vocabulary_size=100, max_length=64, num_layers=2,
+    ...             num_heads=2, hidden_dim=32)
+    >>> model.compile(optimizer="adamw")
+    >>> logits = model(np.zeros((1, 10), "int32"))        # [1, 10, 100]
+    >>> text_ids = model.generate(np.array([[5, 6, 7]]), max_new_tokens=5)
+
+    References:
+        Radford et al., "Language Models are Unsupervised Multitask
+        Learners" (GPT-2), 2019.
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        max_length,
+        num_layers=4,
+        num_heads=4,
+        hidden_dim=256,
+        intermediate_dim=None,
+        dropout=0.0,
+        position_encoding="learned",
+        activation="gelu",
+        layer_norm_epsilon=1e-5,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.vocabulary_size = check_positive_int("vocabulary_size", vocabulary_size)
+        self.max_length = check_positive_int("max_length", max_length)
+        self.num_layers = check_positive_int("num_layers", num_layers)
+        self.num_heads = check_positive_int("num_heads", num_heads)
+        self.hidden_dim = check_positive_int("hidden_dim", hidden_dim)
+        if self.hidden_dim % self.num_heads:
+            raise ValueError(
+                f"`hidden_dim` ({hidden_dim}) must be divisible by `num_heads` ({num_heads})."
+            )
+        self.intermediate_dim = check_positive_int(
+            "intermediate_dim", intermediate_dim or 4 * self.hidden_dim
+        )
+        self.dropout = check_rate("dropout", dropout)
+        self.position_encoding = check_choice(
+            "position_encoding", position_encoding, POSITION_ENCODINGS
+        )
+        self.activation = activation
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.seed = seed
+
+        common = {"dtype": self.dtype_policy}
+        initializer = keras.initializers.TruncatedNormal(stddev=0.02)
+        self.token_embedding = TokenEmbedding(
+            self.vocabulary_size, self.hidden_dim, name="token_embedding", **common
+        )
+        if self.position_encoding == "learned":
+            self.position_layer = PositionEmbedding(
+                self.max_length, name="position_embedding", **common
+            )
+        elif self.position_encoding == "sinusoidal":
+            self.position_layer = SinusoidalPositionEncoding(name="position_encoding", **common)
+        else:
+            self.position_layer = None
+        self.embedding_dropout = keras.layers.Dropout(
+            self.dropout, seed=seed, name="embedding_dropout", **common
+        )
+        self.blocks = [
+            TransformerBlock(
+                num_heads=self.num_heads,
+                intermediate_dim=self.intermediate_dim,
+                dropout=self.dropout,
+                activation=activation,
+                layer_norm_epsilon=self.layer_norm_epsilon,
+                normalize_first=True,
+                causal=True,
+                rotary_max_wavelength=10000.0 if self.position_encoding == "rotary" else None,
+                kernel_initializer=initializer,
+                seed=seed,
+                name=f"block_{index}",
+                **common,
+            )
+            for index in range(self.num_layers)
+        ]
+        self.final_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, name="final_norm", **common
+        )
+
+    def build(self, input_shape=None):
+        hidden_shape = (None, None, self.hidden_dim)
+        self.token_embedding.build()
+        if self.position_layer is not None:
+            self.position_layer.build(hidden_shape)
+        for block in self.blocks:
+            block.build(hidden_shape)
+        self.final_norm.build(hidden_shape)
+        self.built = True
+
+    def hidden_states(self, token_ids, padding_mask=None, training=None):
+        """`[B, T, D]` final hidden states (before the output head)."""
+        length = token_ids.shape[1]
+        if length is not None and length > self.max_length:
+            raise ValueError(
+                f"The sequence has {length} tokens, more than max_length={self.max_length} "
+                "of this GPT. Shorten it, or build the model with a larger max_length."
+            )
+        x = self.token_embedding(token_ids)
+        if self.position_layer is not None:
+            x = x + self.position_layer(x)
+        x = self.embedding_dropout(x, training=training)
+        for block in self.blocks:
+            x = block(x, padding_mask=padding_mask, training=training)
+        return self.final_norm(x)
+
+    def call(self, inputs, padding_mask=None, training=None):
+        token_ids, padding_mask = self.unpack_inputs(inputs, padding_mask)
+        hidden = self.hidden_states(token_ids, padding_mask=padding_mask, training=training)
+        return self.token_embedding(hidden, reverse=True)
+
+    def _next_token(self, window, length, temperature, seed):
+        """Samples the token after position `length - 1` of each `window` row."""
+        hidden = self.hidden_states(window, training=False)
+        last = tf.gather(hidden, length - 1, axis=1)  # [B, D]
+        logits = self.token_embedding(last[:, None, :], reverse=True)[:, 0, :]
+        return generation.sample_next_token(logits, temperature, seed)
+
+    def _decode(self, prompt, max_new_tokens, temperature, seed):
+        # Without a key/value cache each step re-reads a fixed window of
+        # max_length tokens: one shape, so one compiled function serves all
+        # steps. Causality makes the zeros after `length` harmless.
+        next_token = self._compiled(
+            "next_token",
+            self._next_token,
+            [
+                tf.TensorSpec([None, self.max_length], tf.int32),
+                tf.TensorSpec([], tf.int32),
+                tf.TensorSpec([], tf.float32),
+                tf.TensorSpec([2], tf.int32),
+            ],
+        )
+        sequence = prompt
+        window = np.zeros((prompt.shape[0], self.max_length), np.int32)
+        for step in range(max_new_tokens):
+            context = sequence[:, -self.max_length :]
+            length = context.shape[1]
+            window[:, :length] = context
+            window[:, length:] = 0
+            token = next_token(window, length, temperature, generation.step_seed(seed, step))
+            sequence = np.concatenate([sequence, token.numpy()[:, None]], axis=1)
+        return sequence
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary_size": self.vocabulary_size,
+                "max_length": self.max_length,
+                "num_layers": self.num_layers,
+                "num_heads": self.num_heads,
+                "hidden_dim": self.hidden_dim,
+                "intermediate_dim": self.intermediate_dim,
+                "dropout": self.dropout,
+                "position_encoding": self.position_encoding,
+                "activation": self.activation,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "seed": self.seed,
+            }
+        )
+        return config
