@@ -1,0 +1,427 @@
+"""Training throughput of tfllm's GPT against KerasHub's GPT-2, with and without XLA.
+
+What it measures
+    Four contenders train the same GPT-2-shaped decoder (same layers, heads,
+    width, feed-forward width, sequence length, batch and vocabulary):
+
+        tfllm GPT             `tfllm.models.GPT`                compiled with jit_compile=False
+        tfllm GPT + XLA       the same                          compiled with jit_compile=True
+        KerasHub GPT2         `keras_hub.models.GPT2CausalLM`   compiled with jit_compile=False
+        KerasHub GPT2 + XLA   the same                          compiled with jit_compile=True
+
+    All four use AdamW (learning rate 1e-4), sparse categorical cross-entropy
+    on logits and no metrics, and train with `model.train_on_batch` on one
+    fixed random batch: inputs are `tokens[:, :-1]`, labels `tokens[:, 1:]`.
+    KerasHub's causal LM takes `{"token_ids", "padding_mask"}` as x; it gets an
+    all-ones padding mask (every position is a real token). Its own
+    preprocessor would also pass that mask as `sample_weight`; with all ones
+    that weighting changes nothing, so neither contender gets sample weights
+    and both compute the loss over all B x T positions. Both models start
+    from random weights (nothing is downloaded).
+
+    Every contender is built and warmed up first (the first steps trace the
+    graph and, with XLA, compile it). Then the script runs `--rounds` rounds;
+    in each round every contender runs a burst of `--steps` training steps,
+    in an order that rotates from round to round, so slow and fast minutes
+    of a noisy machine fall on all contenders alike. A float32 matmul burst
+    (`--matmul-size` square matrices, chained inside a `tf.function`) runs in
+    the same rotation and gives the machine's practical peak.
+
+How to run
+    PYTHONPATH=. python benchmarks/train_throughput.py           # defaults: ~8 min on 2 CPU cores
+    PYTHONPATH=. python benchmarks/train_throughput.py --quick   # sanity run: ~2 min
+    PYTHONPATH=. python benchmarks/train_throughput.py --hidden-dim 512 --json runs/throughput.json
+
+    Progress goes to stderr; the table goes to stdout.
+
+How to read the numbers
+    step ms       median wall time of one `train_on_batch` call (the call
+                  returns the loss as a Python number, so the step has
+                  finished). Medians, because the machine may be shared.
+    IQR %         spread of the step times: (p75 - p25) / median.
+    tokens/s      batch x sequence / median step time.
+    params        trainable parameters of the model.
+    FLOP/token    training FLOPs per token estimated as in nanoGPT's
+                  `estimate_mfu`: 6 x N + 12 x layers x T x D, where N is
+                  the parameter count without the lookup-only embedding
+                  tables (position embeddings; the token table too when the
+                  output head is a separate matrix). A tied head is a real
+                  matmul and stays in N.
+    GFLOP/s       FLOP/token x tokens/s.
+    % peak        GFLOP/s as a fraction of the matmul peak measured in the
+                  same run: the model-FLOP utilisation (MFU) on this machine.
+
+    Ratios are tfllm tokens/s divided by KerasHub tokens/s: above 1 tfllm
+    trains faster. "with XLA" compares the two XLA contenders, "without XLA"
+    the two others, "best vs best" the faster configuration of each library.
+    The range next to each ratio is the lowest and highest ratio over the
+    rounds (each round's contenders ran minutes apart at most), a guide to how
+    much the machine's noise moves the figure. "XLA speed-up" is a library's
+    XLA tokens/s over its non-XLA tokens/s.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Hides what C++ writes to stderr (file descriptor 2) inside the block.
+
+    TensorFlow's CUDA probes log before absl logging is set up, so
+    TF_CPP_MIN_LOG_LEVEL cannot silence them. Python exceptions raised in the
+    block still show: they are printed after stderr is restored.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+with quiet_native_stderr():
+    import numpy as np
+    import tensorflow as tf
+    import keras
+    import keras_hub
+
+    tf.constant(0.0).numpy()  # creates the devices, where the CUDA probe logs once more
+
+try:
+    from tfllm.models import GPT
+except ImportError:
+    # Run from a checkout without PYTHONPATH: the repository root is one level up.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tfllm.models import GPT
+
+MATMUL_CHAIN = 8  # matmuls per call of the peak kernel: enough work to hide call overhead
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    shape = parser.add_argument_group("model and batch shape (same for every contender)")
+    shape.add_argument("--num-layers", type=int, default=4, help="Transformer blocks")
+    shape.add_argument("--num-heads", type=int, default=4, help="attention heads")
+    shape.add_argument("--hidden-dim", type=int, default=256, help="model width D")
+    shape.add_argument("--intermediate-dim", type=int, default=1024, help="feed-forward width")
+    shape.add_argument("--sequence-length", type=int, default=256, help="tokens per sequence T")
+    shape.add_argument("--batch-size", type=int, default=16, help="sequences per step B")
+    shape.add_argument("--vocabulary-size", type=int, default=512, help="token ids V")
+    run = parser.add_argument_group("measurement")
+    run.add_argument("--rounds", type=int, default=8, help="interleaved rounds")
+    run.add_argument("--steps", type=int, default=4, help="training steps per contender per round")
+    run.add_argument("--warmup", type=int, default=3,
+                     help="untimed steps per contender before round 1")
+    run.add_argument("--matmul-size", type=int, default=1024,
+                     help="side of the square peak matmuls")
+    run.add_argument("--quick", action="store_true",
+                     help="sanity run: 2 rounds of 2 steps, 1 warm-up step")
+    run.add_argument("--seed", type=int, default=1234, help="weights and batch")
+    run.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.steps, args.warmup = 2, 2, 1
+    for name in ("num_layers", "num_heads", "hidden_dim", "intermediate_dim", "sequence_length",
+                 "batch_size", "vocabulary_size", "rounds", "steps", "matmul_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.warmup < 1:
+        parser.error("--warmup must be at least 1: the first step traces and compiles")
+    if args.hidden_dim % args.num_heads:
+        parser.error("--hidden-dim must be divisible by --num-heads")
+    return args
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+class Contender:
+    """One model, compiled one way, and the step times measured for it."""
+
+    def __init__(self, name, library, xla, model, x, y):
+        self.name, self.library, self.xla = name, library, xla
+        self.model, self.x, self.y = model, x, y
+        self.times = []  # seconds per step
+        self.round_medians = []
+
+    def step(self):
+        start = time.perf_counter()
+        self.model.train_on_batch(self.x, self.y)  # returns the loss as a number: the step is done
+        return time.perf_counter() - start
+
+
+def compile_for_training(model, xla):
+    # KerasHub's CausalLM.compile defaults to Adam(2e-5) and an accuracy
+    # metric; override both so that every contender does the same work.
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate=1e-4),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        weighted_metrics=None,
+        jit_compile=xla,
+    )
+    if bool(model.jit_compile) != xla:
+        log(f"warning: asked for jit_compile={xla}, Keras resolved it to {model.jit_compile}")
+
+
+def build_tfllm(args, xla):
+    keras.utils.set_random_seed(args.seed)
+    model = GPT(
+        vocabulary_size=args.vocabulary_size,
+        max_length=args.sequence_length,
+        num_layers=args.num_layers,
+        num_heads=args.num_heads,
+        hidden_dim=args.hidden_dim,
+        intermediate_dim=args.intermediate_dim,
+        dropout=0.0,
+        position_encoding="learned",
+    )
+    compile_for_training(model, xla)
+    return model
+
+
+def build_keras_hub(args, xla):
+    keras.utils.set_random_seed(args.seed)
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=args.vocabulary_size,
+        num_layers=args.num_layers,
+        num_heads=args.num_heads,
+        hidden_dim=args.hidden_dim,
+        intermediate_dim=args.intermediate_dim,
+        max_sequence_length=args.sequence_length,
+        dropout=0.0,
+    )
+    model = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+    compile_for_training(model, xla)
+    return model
+
+
+def make_batch(args):
+    """One fixed batch: inputs `tokens[:, :-1]`, next-token labels `tokens[:, 1:]`."""
+    rng = np.random.default_rng(args.seed)
+    tokens = rng.integers(0, args.vocabulary_size, (args.batch_size, args.sequence_length + 1))
+    token_ids = tf.constant(tokens[:, :-1], tf.int32)
+    labels = tf.constant(tokens[:, 1:], tf.int32)
+    padding_mask = tf.ones_like(token_ids)  # every position is a real token
+    return token_ids, padding_mask, labels
+
+
+def matmul_peak_kernel(size, seed):
+    """A compiled chain of `MATMUL_CHAIN` float32 [size, size] matmuls and its FLOP count.
+
+    The right-hand matrix is orthogonal, so the values neither grow nor decay
+    to denormals (which are slow on CPUs) along the chain, and every product is
+    distinct, so the graph optimiser cannot merge them.
+    """
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((size, size)))
+    a = tf.constant(rng.standard_normal((size, size)), tf.float32)
+    b = tf.constant(q, tf.float32)
+
+    @tf.function
+    def chain(x):
+        for _ in range(MATMUL_CHAIN):
+            x = tf.matmul(x, b)
+        return tf.reduce_sum(x)
+
+    def run():
+        start = time.perf_counter()
+        chain(a).numpy()
+        return time.perf_counter() - start
+
+    return run, 2.0 * size**3 * MATMUL_CHAIN
+
+
+def flops_per_token(model, args):
+    """nanoGPT's estimate: 6 N + 12 L T D, N without lookup-only embedding tables."""
+    T, D, V = args.sequence_length, args.hidden_dim, args.vocabulary_size
+    weights = model.trainable_weights
+    params = int(sum(np.prod(w.shape) for w in weights))
+    lookup = 0
+    for w in weights:
+        if tuple(w.shape) == (T, D) and "position" in w.path:
+            lookup += T * D
+    has_separate_head = any(tuple(w.shape) == (D, V) for w in weights)
+    if has_separate_head:
+        # The token table then only feeds a gather; the head kernel does the matmul.
+        lookup += sum(V * D for w in weights if tuple(w.shape) == (V, D))
+    matmul_params = params - lookup
+    return params, matmul_params, 6 * matmul_params + 12 * args.num_layers * T * D
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def interquartile_fraction(values):
+    if len(values) < 2:
+        return 0.0
+    p25, p75 = np.percentile(values, [25, 75])
+    return float((p75 - p25) / np.median(values))
+
+
+def ratio_summary(numerator, denominator):
+    """Speed ratio of medians, and its range over the rounds."""
+    per_round = [d / n for n, d in zip(numerator.round_medians, denominator.round_medians)]
+    return {
+        "numerator": numerator.name,
+        "denominator": denominator.name,
+        "ratio": median(denominator.times) / median(numerator.times),
+        "round_min": min(per_round),
+        "round_max": max(per_round),
+    }
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    tokens_per_step = args.batch_size * args.sequence_length
+    np.random.seed(args.seed)
+    token_ids, padding_mask, labels = make_batch(args)
+    keras_hub_x = {"token_ids": token_ids, "padding_mask": padding_mask}
+
+    log(f"tensorflow {tf.__version__}, keras {keras.__version__}, "
+        f"keras-hub {keras_hub.__version__}, {os.cpu_count()} CPUs")
+    log(f"shape: {args.num_layers} layers, {args.num_heads} heads, width {args.hidden_dim}, "
+        f"feed-forward {args.intermediate_dim}, sequence {args.sequence_length}, "
+        f"batch {args.batch_size}, vocabulary {args.vocabulary_size}")
+    contenders = []
+    for library, builder, x in (("tfllm", build_tfllm, token_ids),
+                                ("KerasHub", build_keras_hub, keras_hub_x)):
+        for xla in (False, True):
+            name = ("KerasHub GPT2" if library == "KerasHub" else "tfllm GPT") + (
+                " + XLA" if xla else ""
+            )
+            contenders.append(Contender(name, library, xla, builder(args, xla), x, labels))
+
+    for contender in contenders:
+        start = time.perf_counter()
+        for _ in range(args.warmup):
+            contender.step()
+        seconds = time.perf_counter() - start
+        log(f"warm-up  {contender.name:<20} {args.warmup} steps in {seconds:6.1f} s")
+        contender.params, contender.matmul_params, contender.flops_per_token = flops_per_token(
+            contender.model, args
+        )
+
+    matmul_run, matmul_flops = matmul_peak_kernel(args.matmul_size, args.seed)
+    matmul_run()  # trace
+    matmul_times = []
+
+    # A burst is one contender's steps, or the matmul kernel; the order rotates each round.
+    bursts = [("contender", c) for c in contenders] + [("matmul", None)]
+    for round_index in range(args.rounds):
+        shift = round_index % len(bursts)
+        for kind, contender in bursts[shift:] + bursts[:shift]:
+            if kind == "matmul":
+                times = [matmul_run() for _ in range(max(args.steps, 3))]
+                matmul_times.extend(times)
+                log(f"round {round_index + 1}/{args.rounds}  {'matmul peak':<20} "
+                    f"{matmul_flops / median(times) / 1e9:8.1f} GFLOP/s")
+                continue
+            times = [contender.step() for _ in range(args.steps)]
+            contender.times.extend(times)
+            contender.round_medians.append(median(times))
+            log(f"round {round_index + 1}/{args.rounds}  {contender.name:<20} "
+                f"{median(times) * 1e3:8.1f} ms/step")
+
+    peak_gflops = matmul_flops / median(matmul_times) / 1e9
+    rows = []
+    for c in contenders:
+        step = median(c.times)
+        tokens_per_second = tokens_per_step / step
+        gflops = c.flops_per_token * tokens_per_second / 1e9
+        rows.append({
+            "name": c.name,
+            "library": c.library,
+            "xla": c.xla,
+            "step_ms_median": step * 1e3,
+            "step_iqr_fraction": interquartile_fraction(c.times),
+            "tokens_per_second": tokens_per_second,
+            "params": c.params,
+            "matmul_params": c.matmul_params,
+            "flops_per_token": c.flops_per_token,
+            "gflops_per_second": gflops,
+            "fraction_of_peak": gflops / peak_gflops,
+            "step_ms": [t * 1e3 for t in c.times],
+        })
+
+    tf_plain, tf_xla, kh_plain, kh_xla = contenders  # the build order above
+    best_tf = min((tf_plain, tf_xla), key=lambda c: median(c.times))
+    best_kh = min((kh_plain, kh_xla), key=lambda c: median(c.times))
+    ratios = {
+        "tfllm / KerasHub, with XLA": ratio_summary(tf_xla, kh_xla),
+        "tfllm / KerasHub, without XLA": ratio_summary(tf_plain, kh_plain),
+        "tfllm / KerasHub, best vs best": ratio_summary(best_tf, best_kh),
+        "XLA speed-up, tfllm": ratio_summary(tf_xla, tf_plain),
+        "XLA speed-up, KerasHub": ratio_summary(kh_xla, kh_plain),
+    }
+
+    print()
+    print(f"Training throughput: {args.num_layers} layers, {args.num_heads} heads, "
+          f"width {args.hidden_dim}, feed-forward {args.intermediate_dim}, "
+          f"T={args.sequence_length}, B={args.batch_size}, V={args.vocabulary_size}")
+    print(f"{args.rounds} rounds x {args.steps} steps per contender "
+          f"(after {args.warmup} warm-up steps); medians. Matmul peak "
+          f"({args.matmul_size}x{args.matmul_size} float32): {peak_gflops:.1f} GFLOP/s")
+    print()
+    header = (f"{'contender':<20} {'step ms':>9} {'IQR %':>6} {'tokens/s':>9} {'params':>10} "
+              f"{'FLOP/token':>11} {'GFLOP/s':>8} {'% peak':>7}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['name']:<20} {r['step_ms_median']:9.1f} {100 * r['step_iqr_fraction']:6.1f} "
+              f"{r['tokens_per_second']:9.0f} {r['params']:10,d} "
+              f"{r['flops_per_token'] / 1e6:10.2f}M "
+              f"{r['gflops_per_second']:8.1f} {100 * r['fraction_of_peak']:7.1f}")
+    print()
+    print(f"{'ratio (tokens/s)':<32} {'value':>6}   {'per-round range':<15}  compares")
+    print("-" * 96)
+    for label, r in ratios.items():
+        print(f"{label:<32} {r['ratio']:6.2f}   {r['round_min']:5.2f} .. {r['round_max']:<5.2f}   "
+              f"{r['numerator']} / {r['denominator']}")
+
+    if args.json:
+        report = {
+            "config": {k: v for k, v in vars(args).items() if k != "json"},
+            "environment": {
+                "tensorflow": tf.__version__,
+                "keras": keras.__version__,
+                "keras_hub": keras_hub.__version__,
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+                "cpu_count": os.cpu_count(),
+            },
+            "tokens_per_step": tokens_per_step,
+            "matmul_peak": {
+                "size": args.matmul_size,
+                "gflops_per_second": peak_gflops,
+                "call_ms": [t * 1e3 for t in matmul_times],
+                "flops_per_call": matmul_flops,
+            },
+            "contenders": rows,
+            "ratios": ratios,
+        }
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        log(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
