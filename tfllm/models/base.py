@@ -52,6 +52,49 @@ class LanguageModel(keras.Model):
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
+    # Keras 3.15 cannot `fit` or `evaluate` under a MultiWorkerMirroredStrategy with
+    # more than one worker (tensorflow/tensorflow#72388, keras-team/keras#20585):
+    # - before the first step, `_maybe_symbolic_build` averages the first input batch
+    #   over all replicas (`strategy.reduce("MEAN", ...)`), only to learn its shapes.
+    #   Across workers this fails with "Attempt to convert a value (PerReplica...)";
+    #   under MirroredStrategy it turns integer token ids into floats, which our
+    #   models rightly refuse;
+    # - after every step, `reduce_per_replica` averages the step's logs across
+    #   workers with `strategy.reduce("MEAN", value, axis=0)`, which fails on
+    #   scalars with "Invalid reduction dimension 0 for input with 0 dimensions".
+    # The overrides below build from one replica's batch instead (same shapes and
+    # dtypes, no communication), and give the logs the axis that the reduction needs
+    # only where Keras takes that multi-worker path. Training numbers are the same
+    # as Keras's wherever Keras works. tests/training/test_multi_worker.py and
+    # test_strategy.py fail when upstream Keras no longer has these faults: then
+    # delete the overrides and `_keras_reduces_across_workers`.
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = self._distribute_strategy  # None: Keras builds when tracing instead
+        if iterator is not None and strategy is not None:
+            for _, _, batches in iterator:
+                data_batch = keras.tree.map_structure(
+                    lambda value: strategy.experimental_local_results(value)[0], next(batches)
+                )
+                break
+            iterator = None
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def train_step(self, data):
+        return self._logs_for_cross_worker_mean(super().train_step(data))
+
+    def test_step(self, data):
+        return self._logs_for_cross_worker_mean(super().test_step(data))
+
+    def _logs_for_cross_worker_mean(self, logs):
+        if not _keras_reduces_across_workers(self.distribute_strategy):
+            return logs
+        # Shape [1] gives the reduction an axis 0 to average over, and it returns a
+        # scalar: the mean over all replicas, as Keras computes under MirroredStrategy.
+        return keras.tree.map_structure(
+            lambda value: tf.reshape(value, [1]) if value.shape.rank == 0 else value, logs
+        )
+
     def generate(self, token_ids, max_new_tokens=100, temperature=1.0, seed=None):
         """Continues prompts by sampling one token at a time.
 
@@ -91,3 +134,12 @@ class LanguageModel(keras.Model):
         if name not in cache:
             cache[name] = tf.function(function, input_signature=input_signature)
         return cache[name]
+
+
+def _keras_reduces_across_workers(strategy):
+    """Whether Keras takes its multi-worker reduction path under `strategy` (the test of
+    `_collective_all_reduce_multi_worker` in keras/src/backend/tensorflow/trainer.py)."""
+    return (
+        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        and strategy.extended._in_multi_worker_mode()
+    )
