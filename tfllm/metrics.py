@@ -1,0 +1,100 @@
+"""Metrics of language models."""
+
+import numbers
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="tfllm")
+class Perplexity(keras.metrics.Metric):
+    """Perplexity: `exp` of the mean next-token cross-entropy.
+
+    The metric adds up the cross-entropy of every token it sees and the
+    number of tokens, and reports `exp(total / count)` over everything seen
+    since the last `reset_state()` (Keras resets it at every epoch). Summing
+    first and dividing at the end weighs every token alike, however the
+    tokens are split into batches, and it stays exact under `tf.distribute`:
+    both sums are metric variables, which Keras adds up across replicas and
+    workers. A model compiled with the default cross-entropy loss has
+    `perplexity == exp(loss)` when no tokens are masked.
+
+    Args:
+        from_logits: bool, whether `y_pred` holds logits (tfllm models give
+            logits) rather than probabilities. Defaults to True.
+        mask_token_id: int or None; targets equal to this id (padding) are
+            left out, as if their `sample_weight` were 0.
+        name: string, the metric's name in logs and progress bars.
+        dtype: the dtype of the sums. Defaults to `"float32"`.
+
+    Call arguments (`update_state`):
+        y_true: `[B, T]` integer target token ids.
+        y_pred: `[B, T, V]` logits (or probabilities).
+        sample_weight: optional `[B, T]` (or `[B]`, `[B, 1]`) weights, for
+            example a padding mask; a token counts `sample_weight` times.
+
+    Example:
+
+    >>> perplexity = Perplexity()
+    >>> perplexity.update_state(np.array([[1, 2]]), np.zeros((1, 2, 4)))
+    >>> float(perplexity.result())      # uniform over 4 tokens
+    4.0
+    >>> model.compile(optimizer="adamw", metrics=[Perplexity()])
+    """
+
+    def __init__(self, from_logits=True, mask_token_id=None, name="perplexity", dtype=None):
+        if not isinstance(from_logits, bool):
+            raise ValueError(f"`from_logits` must be True or False; got {from_logits!r}.")
+        if mask_token_id is not None and (
+            isinstance(mask_token_id, bool) or not isinstance(mask_token_id, numbers.Integral)
+        ):
+            raise ValueError(f"`mask_token_id` must be an integer or None; got {mask_token_id!r}.")
+        super().__init__(name=name, dtype=dtype or "float32")
+        self.from_logits = from_logits
+        self.mask_token_id = None if mask_token_id is None else int(mask_token_id)
+        self.total_loss = self.add_variable(
+            shape=(), initializer="zeros", dtype=self.dtype, aggregation="sum", name="total_loss"
+        )
+        self.token_count = self.add_variable(
+            shape=(), initializer="zeros", dtype=self.dtype, aggregation="sum", name="token_count"
+        )
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.convert_to_tensor(y_true)
+        # Softmax and logarithms in float32 even for bfloat16 / float16 logits.
+        y_pred = ops.cast(y_pred, "float32")
+        if len(y_true.shape) != 2 or len(y_pred.shape) != 3:
+            raise ValueError(
+                "Perplexity expects targets [B, T] and predictions [B, T, V]; got shapes "
+                f"{tuple(y_true.shape)} and {tuple(y_pred.shape)}."
+            )
+        losses = ops.sparse_categorical_crossentropy(
+            ops.cast(y_true, "int32"), y_pred, from_logits=self.from_logits
+        )
+        weights = ops.ones_like(losses)
+        if sample_weight is not None:
+            sample_weight = ops.cast(sample_weight, "float32")
+            if len(sample_weight.shape) == 1:
+                sample_weight = ops.expand_dims(sample_weight, -1)
+            weights = weights * sample_weight
+        if self.mask_token_id is not None:
+            weights = weights * ops.cast(ops.not_equal(y_true, self.mask_token_id), "float32")
+        self.total_loss.assign_add(ops.cast(ops.sum(losses * weights), self.dtype))
+        self.token_count.assign_add(ops.cast(ops.sum(weights), self.dtype))
+
+    def result(self):
+        # Nothing seen yet: 0, a value no perplexity can have (as KerasHub's).
+        mean_loss = ops.divide_no_nan(self.total_loss, self.token_count)
+        return ops.where(self.token_count > 0, ops.exp(mean_loss), ops.zeros_like(mean_loss))
+
+    def reset_state(self):
+        self.total_loss.assign(0.0)
+        self.token_count.assign(0.0)
+
+    def get_config(self):
+        return {
+            "from_logits": self.from_logits,
+            "mask_token_id": self.mask_token_id,
+            "name": self.name,
+            "dtype": self.dtype,
+        }
