@@ -6,4 +6,6 @@ text generation (`tfllm.generation`).
 
 __version__ = "0.1.0"
 
-from tfllm import layers  # noqa: E402,F401
+# Subpackages are imported on use (`from tfllm.models import GPT`), so that
+# `import tfllm` stays cheap and the command line can quiet TensorFlow's
+# start-up logging before TensorFlow is imported.

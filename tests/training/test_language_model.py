@@ -95,5 +95,8 @@ def test_train_and_evaluate_saves_a_run_that_reloads(tmp_path, tiny_gpt_config):
 
 
 def test_loading_an_incomplete_run_names_what_is_missing(tmp_path):
-    with pytest.raises(FileNotFoundError, match="model.keras"):
+    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+        load_run(tmp_path)
+    CharacterTokenizer.from_texts(["abc"]).save(tmp_path / "tokenizer.json")
+    with pytest.raises(FileNotFoundError, match="missing model.keras and it holds no checkpoint"):
         load_run(tmp_path)

@@ -2,11 +2,18 @@
 
 ```
 runs/NAME/
-  model.keras        the model (architecture + weights + optimizer)
-  tokenizer.json     the tokenizer's vocabulary
   config.json        how the run was made (model and training settings)
+  tokenizer.json     the tokenizer's vocabulary
+  checkpoints/       step-NNNNNNNN/ folders that training resumes from
+  logs/              TensorBoard logs (train/, validation/, samples/, hparams)
+  history.csv        per-epoch losses (appended to when a run resumes)
+  model.keras        the trained model (architecture + weights + optimizer)
   metrics.json       the held-out figures measured at the end
 ```
+
+Config and tokenizer are written when training starts, `model.keras` and
+`metrics.json` when it ends; `load_run` falls back to the latest checkpoint
+of a run that has not finished.
 """
 
 import dataclasses
@@ -24,7 +31,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 
 
-def _write_json(path, data):
+def write_json(path, data):
     """Writes JSON atomically: a reader sees the old file or the new one, never half."""
     temporary = path.with_suffix(path.suffix + ".tmp")
     temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -55,20 +62,36 @@ def save_run(directory, model, tokenizer, config=None, metrics=None):
     if config is not None:
         if dataclasses.is_dataclass(config):
             config = dataclasses.asdict(config)
-        _write_json(directory / CONFIG_FILE, config)
+        write_json(directory / CONFIG_FILE, config)
     if metrics is not None:
-        _write_json(directory / METRICS_FILE, metrics)
+        write_json(directory / METRICS_FILE, metrics)
     return directory
 
 
 def load_run(directory):
-    """Loads `(model, tokenizer)` from a run directory written by `save_run`."""
+    """Loads `(model, tokenizer)` from a run directory.
+
+    The finished model (`model.keras`) when there is one, else the model of
+    the latest checkpoint of an unfinished run (rebuilt from `config.json`).
+    """
     directory = Path(directory)
-    missing = [name for name in (MODEL_FILE, TOKENIZER_FILE) if not (directory / name).is_file()]
-    if missing:
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory} is not a run directory: it does not exist.")
+    if not (directory / TOKENIZER_FILE).is_file():
         raise FileNotFoundError(
-            f"{directory} is not a complete tfllm run directory: missing {', '.join(missing)}."
+            f"{directory} is not a complete tfllm run directory: missing {TOKENIZER_FILE}."
         )
-    model = keras.saving.load_model(directory / MODEL_FILE)
     tokenizer = CharacterTokenizer.load(directory / TOKENIZER_FILE)
-    return model, tokenizer
+    import tfllm.models  # noqa: F401  (registers the model classes for loading)
+
+    if (directory / MODEL_FILE).is_file():
+        return keras.saving.load_model(directory / MODEL_FILE), tokenizer
+    from tfllm.training.checkpoints import list_checkpoints, load_checkpoint_model
+
+    checkpoints = list_checkpoints(directory / "checkpoints")
+    if not checkpoints:
+        raise FileNotFoundError(
+            f"{directory} is not a complete tfllm run directory: missing {MODEL_FILE} "
+            "and it holds no checkpoint."
+        )
+    return load_checkpoint_model(checkpoints[-1][1]), tokenizer

@@ -1,0 +1,94 @@
+"""Checkpoints: complete or absent, restored exactly, refused when they do not fit."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tfllm.models import GPT
+from tfllm.training import CheckpointError, TrainingConfig, compile_language_model
+from tfllm.training.checkpoints import (
+    list_checkpoints,
+    load_checkpoint_model,
+    restore_checkpoint,
+    save_checkpoint,
+)
+
+CONFIG = TrainingConfig(sequence_length=8, batch_size=4, steps=10, steps_per_epoch=2,
+                        warmup_steps=1, jit_compile=False)
+
+
+def _trained(config, rng, steps=2):
+    model = compile_language_model(GPT(**config), CONFIG)
+    ids = rng.integers(1, config["vocabulary_size"], size=(4 * steps, 9))
+    model.fit(ids[:, :-1], ids[:, 1:], batch_size=4, epochs=1, verbose=0, shuffle=False)
+    return model
+
+
+def _fresh(config):
+    model = compile_language_model(GPT(**config), CONFIG)
+    model.build((None, None))
+    return model
+
+
+def test_restore_gives_back_weights_optimizer_state_and_step(tmp_path, rng, tiny_gpt_config):
+    trained = _trained(tiny_gpt_config, rng)
+    path = save_checkpoint(tmp_path, trained, step=2, epoch=1)
+    restored = _fresh(tiny_gpt_config)
+    state = restore_checkpoint(path, restored)
+    assert state["step"] == 2 and state["epoch"] == 1
+    assert int(restored.optimizer.iterations.numpy()) == 2
+    for mine, theirs in zip(restored.weights, trained.weights):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    for mine, theirs in zip(restored.optimizer.variables, trained.optimizer.variables):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+
+
+def test_only_complete_checkpoints_count_and_old_ones_go(tmp_path, rng, tiny_gpt_config):
+    model = _trained(tiny_gpt_config, rng)
+    (tmp_path / "step-00000009.tmp").mkdir()  # what a kill while saving leaves behind
+    for step in (2, 4, 6, 8):
+        save_checkpoint(tmp_path, model, step=step, epoch=step // 2, keep=2)
+    assert [step for step, _ in list_checkpoints(tmp_path)] == [6, 8]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_corrupted_weights_are_reported_not_loaded(tmp_path, rng, tiny_gpt_config):
+    path = save_checkpoint(tmp_path, _trained(tiny_gpt_config, rng), step=2, epoch=1)
+    weights = path / "weights.weights.h5"
+    weights.write_bytes(weights.read_bytes()[: len(weights.read_bytes()) // 2])
+    model = _fresh(tiny_gpt_config)
+    before = [weight.numpy().copy() for weight in model.weights]
+    with pytest.raises(CheckpointError, match="corrupted"):
+        restore_checkpoint(path, model)
+    for weight, value in zip(model.weights, before):
+        np.testing.assert_array_equal(weight.numpy(), value)
+
+
+def test_unreadable_state_is_reported(tmp_path, rng, tiny_gpt_config):
+    path = save_checkpoint(tmp_path, _trained(tiny_gpt_config, rng), step=2, epoch=1)
+    (path / "state.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(CheckpointError, match="corrupted.*state.json"):
+        restore_checkpoint(path, _fresh(tiny_gpt_config))
+
+
+def test_a_checkpoint_of_another_model_is_refused(tmp_path, rng, tiny_gpt_config):
+    path = save_checkpoint(tmp_path, _trained(tiny_gpt_config, rng), step=2, epoch=1)
+    with pytest.raises(CheckpointError, match="hidden_dim: saved 16, now 32"):
+        restore_checkpoint(path, _fresh({**tiny_gpt_config, "hidden_dim": 32}))
+
+
+def test_a_checkpoint_without_optimizer_state_is_refused(tmp_path, rng, tiny_gpt_config):
+    path = save_checkpoint(tmp_path, _trained(tiny_gpt_config, rng), step=2, epoch=1)
+    state = json.loads((path / "state.json").read_text())
+    state["optimizer_iterations"] = 5
+    (path / "state.json").write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match="no optimizer state"):
+        restore_checkpoint(path, _fresh(tiny_gpt_config))
+
+
+def test_the_model_of_a_checkpoint_loads_on_its_own(tmp_path, rng, tiny_gpt_config):
+    trained = _trained(tiny_gpt_config, rng)
+    path = save_checkpoint(tmp_path, trained, step=2, epoch=1)
+    ids = rng.integers(1, 37, size=(2, 8))
+    np.testing.assert_allclose(load_checkpoint_model(path)(ids), trained(ids), atol=1e-6)

@@ -1,0 +1,236 @@
+"""Checkpoints that training resumes from, even after SIGKILL.
+
+A checkpoint is a folder `checkpoints/step-00000300/` holding
+
+- `weights.weights.h5`: the model's weights *and* the optimizer's state
+  (Keras saves the compiled optimizer's variables with the model, among
+  them `iterations`, which drives the learning-rate schedule);
+- `state.json`: the global step, the epoch, the position in the training
+  data (batches consumed) and the model's config.
+
+It is written under a temporary name and renamed into place, so a
+checkpoint folder without the `.tmp` suffix is complete: a process killed
+while saving leaves at most a `.tmp` folder, which is ignored and removed by
+the next save. Only the chief worker writes under multi-worker training;
+other workers write to a scratch folder that is deleted again (every worker
+must take part in saving, as `tf.distribute` expects).
+"""
+
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import h5py
+import keras
+import tensorflow as tf
+
+WEIGHTS_FILE = "weights.weights.h5"
+STATE_FILE = "state.json"
+_CHECKPOINT_NAME = re.compile(r"^step-(\d{8})$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is corrupted or does not fit the model being trained."""
+
+
+def is_chief(strategy=None):
+    """Whether this process writes shared files: True unless it is a non-chief worker.
+
+    The chief is the `chief` task, or worker 0 of a cluster without one. The
+    task comes from `strategy`'s cluster resolver (default: the strategy in
+    scope) or, outside any strategy's scope, from `TF_CONFIG`.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is not None and resolver.task_type:
+        task_type, task_id = resolver.task_type, resolver.task_id
+        cluster = resolver.cluster_spec().as_dict()
+    else:
+        try:
+            config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+            task, cluster = config.get("task") or {}, config.get("cluster") or {}
+        except (ValueError, AttributeError):
+            return True  # resolve_strategy reports a malformed TF_CONFIG
+        if not task:
+            return True
+        task_type, task_id = task.get("type"), task.get("index", 0)
+    if task_type == "chief":
+        return True
+    return task_type == "worker" and task_id == 0 and "chief" not in cluster
+
+
+def list_checkpoints(directory):
+    """Complete checkpoint folders in `directory`, oldest first, as `(step, path)`."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in directory.iterdir():
+        match = _CHECKPOINT_NAME.match(path.name)
+        if match and path.is_dir():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def _comparable(config):
+    """A model config as JSON would give it back (tuples become lists)."""
+    return json.loads(json.dumps(config))
+
+
+def save_checkpoint(directory, model, step, epoch, keep=3):
+    """Writes a checkpoint of `model` (and its optimizer) at `step`; keeps the last `keep`.
+
+    Returns:
+        The checkpoint's folder (a scratch folder on non-chief workers).
+    """
+    directory = Path(directory)
+    chief = is_chief(model.distribute_strategy)
+    if chief:
+        directory.mkdir(parents=True, exist_ok=True)
+        for leftover in directory.glob("*.tmp"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        final = directory / f"step-{step:08d}"
+        temporary = directory / f"step-{step:08d}.tmp"
+    else:
+        temporary = Path(tempfile.mkdtemp(prefix="tfllm-checkpoint-"))
+    temporary.mkdir(parents=True, exist_ok=True)
+    model.save_weights(temporary / WEIGHTS_FILE)
+    state = {
+        "step": int(step),
+        "epoch": int(epoch),
+        "batches_consumed": int(step),
+        # Differs from `step` under mixed_float16, whose loss scaling skips the
+        # updates of steps with non-finite gradients.
+        "optimizer_iterations": (
+            int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+            if model.optimizer is not None else None
+        ),
+        "model_class": type(model).__name__,
+        "model_config": _comparable(model.get_config()),
+    }
+    (temporary / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+    if not chief:
+        shutil.rmtree(temporary, ignore_errors=True)
+        return temporary
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(temporary, final)
+    for _, old in list_checkpoints(directory)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def restore_checkpoint(path, model):
+    """Loads a checkpoint into a built, compiled `model`; returns its state dict.
+
+    Raises:
+        CheckpointError: the checkpoint is unreadable, incomplete, or was
+            written by a model of another class or configuration.
+    """
+    path = Path(path)
+    try:
+        state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+        step = int(state["step"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupted: cannot read its {STATE_FILE} ({error}). "
+            "Delete the folder to resume from an earlier checkpoint, or start a new run."
+        ) from None
+    differences = _config_differences(state, model)
+    if differences:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this model ({'; '.join(differences)}). "
+            "Resume with the settings the run was started with, or start a new run directory."
+        )
+    weights = path / WEIGHTS_FILE
+    try:
+        with h5py.File(weights, "r"):
+            pass
+    except OSError as error:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupted: {weights.name} is not a readable HDF5 file "
+            f"({error}). Delete the folder to resume from an earlier checkpoint."
+        ) from None
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    try:
+        model.load_weights(weights)
+    except (ValueError, KeyError, OSError) as error:
+        raise CheckpointError(f"checkpoint {path} could not be loaded: {error}") from None
+    expected = state.get("optimizer_iterations", step)
+    if model.optimizer is not None and expected is not None and int(
+        keras.ops.convert_to_numpy(model.optimizer.iterations)
+    ) != expected:
+        raise CheckpointError(
+            f"checkpoint {path} holds no optimizer state for step {step}; it cannot resume "
+            "training exactly."
+        )
+    return state
+
+
+def _config_differences(state, model):
+    differences = []
+    if state.get("model_class") != type(model).__name__:
+        differences.append(f"it holds a {state.get('model_class')}, not a {type(model).__name__}")
+        return differences
+    saved = state.get("model_config", {})
+    current = _comparable(model.get_config())
+    for key in sorted(set(saved) | set(current)):
+        if key in ("name", "trainable"):
+            continue
+        if saved.get(key) != current.get(key):
+            differences.append(f"{key}: saved {saved.get(key)!r}, now {current.get(key)!r}")
+    return differences
+
+
+class CheckpointEveryEpoch(keras.callbacks.Callback):
+    """Saves a checkpoint at the end of every epoch of `fit`.
+
+    Args:
+        directory: the checkpoint folder, e.g. `runs/NAME/checkpoints`.
+        steps_per_epoch: steps per epoch, to turn epochs into global steps.
+        keep: how many checkpoints to keep.
+    """
+
+    def __init__(self, directory, steps_per_epoch, keep=3):
+        super().__init__()
+        self.directory = Path(directory)
+        self.steps_per_epoch = steps_per_epoch
+        self.keep = keep
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            # Never replace a good checkpoint with diverged weights.
+            print(f"Not saving a checkpoint after epoch {epoch + 1}: the loss is {loss}.")
+            return
+        step = (epoch + 1) * self.steps_per_epoch
+        save_checkpoint(self.directory, self.model, step=step, epoch=epoch + 1, keep=self.keep)
+
+
+def load_checkpoint_model(path):
+    """The model of a checkpoint, rebuilt from its saved config, without optimizer state."""
+    path = Path(path)
+    try:
+        state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+        model_class = keras.saving.get_registered_object(f"tfllm>{state['model_class']}")
+        config = state["model_config"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"checkpoint {path} is corrupted: {error}") from None
+    if model_class is None:
+        raise CheckpointError(f"checkpoint {path} holds an unknown model {state['model_class']!r}.")
+    model = model_class.from_config(config)
+    model.build((None, None))
+    try:
+        # The file also holds optimizer variables, which an uncompiled model skips.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.load_weights(path / WEIGHTS_FILE)
+    except (ValueError, KeyError, OSError) as error:
+        raise CheckpointError(f"checkpoint {path} could not be loaded: {error}") from None
+    return model
