@@ -5,7 +5,10 @@
     python examples/train_gpt.py --corpus my_texts/   # your own .txt files
 
 Held-out loss is measured on whole plays the model never saw (the corpus is
-split by play), in nats per character.
+split by play), in nats per character. The run directory (default
+`runs/gpt-quick` or `runs/gpt-default`) gets checkpoints and TensorBoard logs;
+running the same command again resumes an interrupted run. This is what
+`tfllm train --model gpt` does, spelled out with the library's calls.
 """
 
 import argparse
@@ -16,21 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 
 from tfllm.data import CharacterTokenizer, CorpusError, load_corpus
 from tfllm.models import GPT
-from tfllm.training import TrainingConfig, train_and_evaluate
-
-# (model settings, training settings) of the two runs this script knows.
-RUNS = {
-    "default": (
-        {"num_layers": 4, "num_heads": 4, "hidden_dim": 128, "max_length": 128},
-        {"steps": 1800, "steps_per_epoch": 150, "batch_size": 32, "sequence_length": 128,
-         "peak_learning_rate": 3e-3, "warmup_steps": 100},
-    ),
-    "quick": (
-        {"num_layers": 2, "num_heads": 4, "hidden_dim": 128, "max_length": 128},
-        {"steps": 400, "steps_per_epoch": 100, "batch_size": 32, "sequence_length": 128,
-         "peak_learning_rate": 4e-3, "warmup_steps": 40},
-    ),
-}
+from tfllm.presets import preset
+from tfllm.training import CheckpointError, TrainingConfig, resolve_strategy, train_and_evaluate
 
 
 def main():
@@ -44,37 +34,42 @@ def main():
     parser.add_argument("--position-encoding", default="learned",
                         choices=["learned", "sinusoidal", "rotary"])
     parser.add_argument("--prompt", default="ROMEO:\n", help="text the sample starts from")
-    parser.add_argument("--output", default=None, help="run directory (default runs/gpt[-quick])")
+    parser.add_argument("--output", default=None,
+                        help="run directory (default runs/gpt-quick or runs/gpt-default)")
     args = parser.parse_args()
 
-    model_settings, training_settings = RUNS["quick" if args.quick else "default"]
+    size = "quick" if args.quick else "default"
+    settings = preset("gpt", size)
+    model_settings, training_settings = settings["model"], settings["training"]
     if args.steps:
-        training_settings = {
-            **training_settings,
-            "steps": args.steps,
-            "steps_per_epoch": min(args.steps, training_settings["steps_per_epoch"]),
-            "warmup_steps": min(training_settings["warmup_steps"], args.steps // 10),
-        }
+        training_settings.update(
+            steps=args.steps,
+            steps_per_epoch=min(args.steps, training_settings["steps_per_epoch"]),
+            warmup_steps=min(training_settings["warmup_steps"], args.steps // 10),
+        )
     if args.layers:
-        model_settings = {**model_settings, "num_layers": args.layers}
+        model_settings["num_layers"] = args.layers
     if args.width:
-        model_settings = {**model_settings, "hidden_dim": args.width}
+        model_settings["hidden_dim"] = args.width
+
+    strategy = resolve_strategy("auto")  # one CPU here; several GPUs, TF_CONFIG or a TPU elsewhere
     try:
         corpus = load_corpus(args.corpus)
-    except CorpusError as error:
+        print(corpus.describe())
+        tokenizer = CharacterTokenizer.from_texts(corpus.texts("train"))
+        train_and_evaluate(
+            # A function, so that the model is created in the strategy's scope.
+            lambda: GPT(vocabulary_size=tokenizer.vocabulary_size,
+                        position_encoding=args.position_encoding, **model_settings),
+            corpus,
+            tokenizer,
+            TrainingConfig(**training_settings),
+            run_directory=args.output or f"runs/gpt-{size}",
+            strategy=strategy,
+            prompt=args.prompt,
+        )
+    except (CorpusError, CheckpointError) as error:
         sys.exit(f"error: {error}")
-    print(corpus.describe())
-    tokenizer = CharacterTokenizer.from_texts(corpus.texts("train"))
-    model = GPT(vocabulary_size=tokenizer.vocabulary_size,
-                position_encoding=args.position_encoding, **model_settings)
-    train_and_evaluate(
-        model,
-        corpus,
-        tokenizer,
-        TrainingConfig(**training_settings),
-        run_directory=args.output or ("runs/gpt-quick" if args.quick else "runs/gpt"),
-        prompt=args.prompt,
-    )
 
 
 if __name__ == "__main__":

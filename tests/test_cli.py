@@ -1,0 +1,185 @@
+"""The `tfllm` command line, run as a user runs it: a separate process."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TFLLM = [sys.executable, "-m", "tfllm.cli"]
+REPOSITORY = Path(__file__).resolve().parents[1]
+TIMEOUT_SECONDS = 300
+
+
+def _environment():
+    return {**os.environ, "PYTHONPATH": str(REPOSITORY), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def _run(arguments, cwd, timeout=TIMEOUT_SECONDS):
+    return subprocess.run(TFLLM + arguments, capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd, env=_environment())
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("corpus")
+    words = ["thou", "art", "more", "lovely", "and", "temperate", "rough", "winds", "do"]
+    for index in range(10):
+        lines = [" ".join(words[(index + 3 * line + k) % len(words)] for k in range(8))
+                 for line in range(60)]
+        (folder / f"sonnet_{index}.txt").write_text("\n".join(lines), encoding="utf-8")
+    return folder
+
+
+def _train_arguments(corpus, run, steps=20, extra=()):
+    return ["train", "--model", "gpt", "--size", "tiny", "--corpus", str(corpus),
+            "--run-dir", str(run), "--steps", str(steps), "--steps-per-epoch", "10",
+            "--prompt", "thou ", "--sample-length", "10", "--quiet", *extra]
+
+
+def _history(run):
+    """Epoch → row of history.csv; a repeated epoch (re-run after a kill) keeps its last row."""
+    with open(run / "history.csv", newline="") as file:
+        return {int(row["epoch"]): row for row in csv.DictReader(file)}
+
+
+def test_train_then_generate_end_to_end(tmp_path, corpus):
+    run = tmp_path / "run"
+    result = _run(_train_arguments(corpus, run), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Held-out validation loss" in result.stdout
+    assert "Sample:\nthou " in result.stdout
+    names = {path.name for path in run.iterdir()}
+    assert {"model.keras", "tokenizer.json", "config.json", "metrics.json", "history.csv",
+            "checkpoints", "logs"} <= names
+    assert json.loads((run / "config.json").read_text())["training"]["steps"] == 20
+    assert sorted(_history(run)) == [0, 1]
+
+    generated = _run(["generate", str(run), "--prompt", "thou ", "--max-new-tokens", "25",
+                      "--temperature", "0", "--seed", "1"], cwd=tmp_path)
+    assert generated.returncode == 0, generated.stderr[-3000:]
+    text = generated.stdout.rstrip("\n")
+    assert text.startswith("thou ") and 5 < len(text) <= 30
+
+    again = _run(["generate", str(run), "--prompt", "thou ", "--max-new-tokens", "25",
+                  "--temperature", "0"], cwd=tmp_path)
+    assert again.stdout == generated.stdout  # greedy: the same text every time
+
+    rerun = _run(_train_arguments(corpus, run), cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "has finished training" in rerun.stdout
+    assert sorted(_history(run)) == [0, 1]  # nothing trained twice
+
+
+def test_a_run_killed_after_its_first_checkpoint_resumes_exactly(tmp_path, corpus):
+    """SIGKILL mid-run; the same command continues from the last checkpoint, and its
+    later epochs' losses equal those of a run that was never interrupted."""
+    steps = 150
+    reference = tmp_path / "uninterrupted"
+    result = _run(_train_arguments(corpus, reference, steps), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    run = tmp_path / "interrupted"
+    with open(tmp_path / "killed.log", "wb") as log:
+        process = subprocess.Popen(TFLLM + _train_arguments(corpus, run, steps), cwd=tmp_path,
+                                   env=_environment(), stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        try:
+            deadline = time.monotonic() + TIMEOUT_SECONDS
+            while not (run / "checkpoints" / "step-00000010").is_dir():
+                assert process.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "no checkpoint within the time limit"
+                time.sleep(0.01)
+            os.killpg(process.pid, signal.SIGKILL)
+            assert process.wait(timeout=30) == -signal.SIGKILL
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
+
+    checkpoints = sorted(path.name for path in (run / "checkpoints").iterdir())
+    last_step = int(checkpoints[-1].split("-")[1])
+    assert 10 <= last_step < steps and not (run / "model.keras").exists()
+
+    resumed = _run(_train_arguments(corpus, run, steps), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"from its checkpoint at step {last_step}" in resumed.stdout
+
+    expected, got = _history(reference), _history(run)
+    assert sorted(got) == sorted(expected) == list(range(steps // 10))
+    for epoch in range(last_step // 10, steps // 10):
+        for name in ("loss", "val_loss"):
+            assert float(got[epoch][name]) == pytest.approx(float(expected[epoch][name]),
+                                                            rel=1e-4), (epoch, name)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["resumed_from_step"] == last_step
+    assert metrics["validation_loss"] == pytest.approx(
+        json.loads((reference / "metrics.json").read_text())["validation_loss"], rel=1e-4)
+
+
+def test_other_settings_do_not_resume_a_run(tmp_path, corpus):
+    run = tmp_path / "run"
+    assert _run(_train_arguments(corpus, run, steps=10), cwd=tmp_path).returncode == 0
+    result = _run(_train_arguments(corpus, run, steps=10, extra=["--batch-size", "4"]),
+                  cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {run} was started with other training settings (batch_size: saved 8, now 4). "
+        "Resume with the settings it was started with, or use a new run directory."
+    )
+    refused = _run(_train_arguments(corpus, run, steps=10, extra=["--no-resume"]), cwd=tmp_path)
+    assert refused.returncode == 1 and "already holds checkpoints" in refused.stderr
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["train", "--steps", "0"], "argument --steps: expected a positive integer, got '0'"),
+    (["train", "--model", "rnn"], "argument --model: invalid choice: 'rnn'"),
+    (["train", "--dropout", "1.5"], "argument --dropout: expected a rate in [0, 1)"),
+    (["train", "--learning-rate", "nan"], "argument --learning-rate: expected a positive number"),
+    (["train", "--strategy", "gpu"], "argument --strategy: invalid choice: 'gpu'"),
+    (["train", "--bogus"], "unrecognized arguments: --bogus"),
+    (["generate"], "the following arguments are required: RUN_DIR"),
+    (["train", "--model", "lstm", "--heads", "4"], "--heads applies to --model gpt only"),
+    (["train", "--corpus", "no/such/*.txt", "--size", "tiny"], "no/such/*.txt"),
+    (["train", "--strategy", "multi_worker", "--size", "tiny"], "TF_CONFIG"),
+    (["generate", "no/such/run"], "no/such/run is not a run directory"),
+])
+def test_bad_options_fail_with_one_clear_line(tmp_path, arguments, message):
+    environment = {key: value for key, value in _environment().items() if key != "TF_CONFIG"}
+    result = subprocess.run(TFLLM + arguments, capture_output=True, text=True, cwd=tmp_path,
+                            timeout=120, env=environment)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error_lines) == 1 and message in error_lines[0], result.stderr[-2000:]
+
+
+def test_help_explains_every_option():
+    result = subprocess.run(TFLLM + ["train", "--help"], capture_output=True, text=True,
+                            timeout=60, env=_environment())
+    assert result.returncode == 0
+    for option in ("--model", "--size", "--corpus", "--strategy", "--precision", "--steps",
+                   "--batch-size", "--run-dir", "--resume", "--logical-cpus", "--xla"):
+        assert option in result.stdout
+    generate = subprocess.run(TFLLM + ["generate", "--help"], capture_output=True, text=True,
+                              timeout=60, env=_environment())
+    assert generate.returncode == 0 and "--max-new-tokens" in generate.stdout
+
+
+@pytest.mark.slow
+def test_mirrored_on_two_logical_cpus_with_mixed_precision(tmp_path, corpus):
+    run = tmp_path / "run"
+    result = _run(_train_arguments(corpus, run, extra=[
+        "--strategy", "mirrored", "--logical-cpus", "2", "--precision", "mixed_bfloat16"]),
+        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Strategy: MirroredStrategy: 2 replicas (CPU:0, CPU:1), 1 worker." in result.stdout
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 < metrics["validation_loss"] < 3.5
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["dtype"]["config"]["name"] == "mixed_bfloat16"

@@ -1,0 +1,277 @@
+"""The `tfllm` command line: `tfllm train` and `tfllm generate`.
+
+    tfllm train --model gpt --size quick                 # runs/gpt-quick/
+    tfllm train --model lstm --corpus my_texts/ --steps 500 --run-dir runs/mine
+    tfllm generate runs/gpt-quick --prompt "ROMEO:" --max-new-tokens 300
+
+Running the same `tfllm train` command again resumes an interrupted run
+from its last checkpoint. Bad options and impossible values end the program
+with one line on stderr that starts with `error:` and a non-zero exit code.
+"""
+
+import argparse
+import math
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line: `error: ... (see --help)`."""
+
+    def error(self, message):
+        sys.stderr.write(f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+        sys.exit(EXIT_USAGE)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _dropout(text):
+    value = _non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1), got {text!r}")
+    return value
+
+
+def build_parser():
+    """The argument parser of `tfllm` (also used to document the options)."""
+    from tfllm.presets import PRESETS
+
+    STRATEGY_NAMES = ("auto", "cpu", "mirrored", "multi_worker", "tpu")
+    PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+    sizes = sorted({size for kind in PRESETS.values() for size in kind})
+
+    parser = _Parser(
+        prog="tfllm",
+        description="Train language models and generate text with them.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `tfllm COMMAND --help` for the options of a command.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    train = commands.add_parser(
+        "train",
+        help="train a model (resumes the run if it was interrupted)",
+        description=(
+            "Train a language model with model.fit under a tf.distribute strategy, write "
+            "checkpoints and TensorBoard logs into the run directory, report held-out loss, "
+            "sample text and save the model. Running the same command again resumes from "
+            "the last checkpoint."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    what = train.add_argument_group("model")
+    what.add_argument("--model", choices=sorted(PRESETS), default="gpt",
+                      help="the kind of model")
+    what.add_argument("--size", choices=sizes, default="quick",
+                      help="a preset of model and training settings: tiny (seconds), quick "
+                           "(minutes), default (~20 minutes on 2 CPU cores)")
+    what.add_argument("--layers", type=_positive_int, help="override the number of layers")
+    what.add_argument("--heads", type=_positive_int, help="override attention heads (gpt)")
+    what.add_argument("--width", type=_positive_int, help="override the hidden width")
+    what.add_argument("--dropout", type=_dropout, help="dropout rate in [0, 1)")
+    what.add_argument("--position-encoding", choices=("learned", "sinusoidal", "rotary"),
+                      help="position encoding of the gpt (default: learned)")
+
+    data = train.add_argument_group("data")
+    data.add_argument("--corpus", default="shakespeare",
+                      help="'shakespeare' (the bundled plays) or a .txt file, folder or glob")
+
+    how = train.add_argument_group("training")
+    how.add_argument("--steps", type=_positive_int, help="optimiser steps in total")
+    how.add_argument("--steps-per-epoch", type=_positive_int,
+                     help="steps between validation, checkpoints and samples")
+    how.add_argument("--batch-size", type=_positive_int,
+                     help="global batch size (split between replicas)")
+    how.add_argument("--sequence-length", type=_positive_int, help="tokens per window")
+    how.add_argument("--learning-rate", type=_positive_float, help="peak learning rate")
+    how.add_argument("--warmup-steps", type=_non_negative_int, help="linear warm-up steps")
+    how.add_argument("--precision", choices=PRECISIONS, default="float32",
+                     help="float32, or mixed precision (mixed_float16 adds loss scaling)")
+    how.add_argument("--xla", action=argparse.BooleanOptionalAction, default=None,
+                     help="compile train steps with XLA (default: the preset's choice; "
+                          "always off with several replicas)")
+    how.add_argument("--seed", type=_non_negative_int, default=1,
+                     help="seed of initial weights and data order")
+
+    where = train.add_argument_group("distribution")
+    where.add_argument("--strategy", choices=STRATEGY_NAMES, default="auto",
+                       help="tf.distribute strategy; multi_worker reads TF_CONFIG")
+    where.add_argument("--tpu", help="TPU name or grpc:// address for --strategy tpu")
+    where.add_argument("--logical-cpus", type=_positive_int,
+                       help="split the CPU into N logical devices (replicas for mirrored)")
+
+    run = train.add_argument_group("run")
+    run.add_argument("--run-dir", help="run directory (default: runs/MODEL-SIZE)")
+    run.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                     help="continue from the run's last checkpoint; --no-resume refuses a run "
+                          "directory that holds checkpoints")
+    run.add_argument("--prompt", default="ROMEO:\n", help="text the samples start from")
+    run.add_argument("--sample-length", type=_non_negative_int, default=300,
+                     help="tokens of the final sample")
+    run.add_argument("--temperature", type=_non_negative_float, default=0.8,
+                     help="sampling temperature of the samples (0: greedy)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    generate = commands.add_parser(
+        "generate",
+        help="generate text from a trained run",
+        description="Generate text from a run directory written by `tfllm train`.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    generate.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, e.g. runs/gpt-quick")
+    generate.add_argument("--prompt", default="ROMEO:\n", help="text to continue")
+    generate.add_argument("--max-new-tokens", type=_non_negative_int, default=300,
+                          help="tokens to add to the prompt")
+    generate.add_argument("--temperature", type=_non_negative_float, default=0.8,
+                          help="sampling temperature (0: greedy)")
+    generate.add_argument("--seed", type=_non_negative_int, help="makes sampling reproducible")
+    return parser
+
+
+def _training_settings(args):
+    """(model kind, model settings, TrainingConfig keyword arguments) from the options."""
+    from tfllm.presets import preset
+
+    settings = preset(args.model, args.size)
+    model_settings, training = settings["model"], settings["training"]
+    overrides = {"num_layers": args.layers, "num_heads": args.heads, "hidden_dim": args.width,
+                 "dropout": args.dropout, "position_encoding": args.position_encoding}
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        if args.model != "gpt" and name in ("num_heads", "position_encoding"):
+            raise ValueError(f"--{name.replace('num_', '').replace('_', '-')} applies to "
+                             f"--model gpt only, not {args.model}")
+        model_settings[name] = value
+    if args.steps is not None:
+        training["steps"] = args.steps
+        training["steps_per_epoch"] = min(training["steps_per_epoch"], args.steps)
+        training["warmup_steps"] = min(training["warmup_steps"], args.steps // 10)
+    for option, name in (("steps_per_epoch", "steps_per_epoch"), ("batch_size", "batch_size"),
+                         ("sequence_length", "sequence_length"),
+                         ("learning_rate", "peak_learning_rate"),
+                         ("warmup_steps", "warmup_steps"), ("precision", "precision"),
+                         ("xla", "jit_compile"), ("seed", "seed")):
+        value = getattr(args, option)
+        if value is not None:
+            training[name] = value
+    if args.model == "gpt":
+        # The GPT's position table must hold a whole training window.
+        model_settings["max_length"] = max(model_settings["max_length"],
+                                           training["sequence_length"])
+    return model_settings, training
+
+
+def _train(args):
+    from tfllm.training.strategy import resolve_strategy, use_logical_cpus
+
+    # Devices first: nothing may touch TensorFlow's devices before this.
+    if args.logical_cpus:
+        use_logical_cpus(args.logical_cpus)
+    strategy = resolve_strategy(args.strategy, tpu=args.tpu)
+
+    from tfllm.data import CharacterTokenizer, load_corpus
+    from tfllm.models import build_model
+    from tfllm.training.language_model import TrainingConfig, train_and_evaluate
+
+    model_settings, training = _training_settings(args)
+    config = TrainingConfig(**training)
+    run_dir = args.run_dir or os.path.join("runs", f"{args.model}-{args.size}")
+    corpus = load_corpus(args.corpus)
+    print(corpus.describe())
+    tokenizer = CharacterTokenizer.from_texts(corpus.texts("train"))
+    print(f"Precision: {config.precision}.")
+    train_and_evaluate(
+        lambda: build_model(args.model, tokenizer.vocabulary_size, **model_settings),
+        corpus,
+        tokenizer,
+        config,
+        run_directory=run_dir,
+        strategy=strategy,
+        resume=args.resume,
+        prompt=args.prompt,
+        sample_length=args.sample_length,
+        temperature=args.temperature,
+        verbose=0 if args.quiet else 1,
+    )
+    return 0
+
+
+def _generate(args):
+    from tfllm.generation import generate_text
+    from tfllm.training.runs import load_run
+
+    model, tokenizer = load_run(args.run_dir)
+    if not args.prompt:
+        raise ValueError("--prompt must not be empty")
+    text = generate_text(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens,
+                         temperature=args.temperature, seed=args.seed)
+    print(text)
+    return 0
+
+
+def main(argv=None):
+    """Runs `tfllm ARGS`; returns the exit code (0 on success)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return _train(args) if args.command == "train" else _generate(args)
+    except KeyboardInterrupt:
+        print("\nInterrupted; run the same command again to resume from the last checkpoint.",
+              file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        # Our errors name the problem; a traceback would only bury it.
+        message = str(error).strip() or type(error).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
