@@ -167,3 +167,28 @@ def test_wrong_rank_input_is_named():
     layer = MultiHeadAttention(num_heads=2, key_dim=4)
     with pytest.raises(ValueError, match="query"):
         layer(np.zeros((2, 8), "float32"), np.zeros((2, 8), "float32"))
+
+
+@pytest.mark.parametrize("rotary", [None, 10000.0])
+def test_cached_attention_chunk_by_chunk_equals_causal_attention_at_once(rng, rotary):
+    """Prefill 3 positions, then one at a time: the same outputs as the whole sequence."""
+    x = rng.normal(size=(2, 7, 32)).astype("float32")
+    layer = MultiHeadAttention(4, 8, rotary_max_wavelength=rotary)
+    whole = np.asarray(layer(x, x, use_causal_mask=True))
+    cache = layer.init_cache(2, 9)  # longer than needed: the unused tail must not matter
+    outputs = []
+    for start, stop in [(0, 3), (3, 4), (4, 5), (5, 6), (6, 7)]:
+        chunk = x[:, start:stop]
+        output, cache = layer(chunk, chunk, cache=cache, cache_index=start)
+        outputs.append(np.asarray(output))
+    np.testing.assert_allclose(np.concatenate(outputs, axis=1), whole, atol=1e-5)
+    assert tuple(cache.shape) == (2, 2, 9, 4, 8)
+    np.testing.assert_array_equal(np.asarray(cache)[:, :, 7:], 0.0)
+
+
+def test_cache_index_is_required_with_a_cache(rng):
+    x = rng.normal(size=(1, 2, 16)).astype("float32")
+    layer = MultiHeadAttention(2, 8)
+    with pytest.raises(ValueError, match="cache_index"):
+        layer(x, x, cache=layer.init_cache(1, 4) if layer.built else np.zeros((1, 2, 4, 2, 8),
+                                                                               "float32"))

@@ -143,3 +143,25 @@ def test_feed_forward_contract(rng):
         expected_output_shape=(2, 5, 4),
         expected_num_trainable_weights=4,
     )
+
+
+@pytest.mark.parametrize("normalize_first", [True, False])
+def test_cached_block_step_by_step_equals_the_whole_sequence(rng, normalize_first):
+    x = rng.normal(size=(2, 6, 16)).astype("float32")
+    block = TransformerBlock(num_heads=2, intermediate_dim=32, causal=True,
+                             normalize_first=normalize_first, rotary_max_wavelength=100.0)
+    whole = np.asarray(block(x))
+    cache = block.attention.init_cache(2, 6)
+    steps = []
+    for index in range(6):
+        output, cache = block(x[:, index : index + 1], cache=cache, cache_index=index)
+        steps.append(np.asarray(output))
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), whole, atol=1e-5)
+
+
+def test_a_bidirectional_block_takes_no_cache(rng):
+    block = TransformerBlock(num_heads=2, intermediate_dim=32, causal=False)
+    x = rng.normal(size=(1, 2, 16)).astype("float32")
+    block(x)
+    with pytest.raises(ValueError, match="causal"):
+        block(x, cache=block.attention.init_cache(1, 2), cache_index=0)

@@ -91,21 +91,70 @@ def test_mixed_bfloat16_gives_float32_logits(rng, tiny_gpt_config):
 
 
 def _greedy_by_hand(model, prompt, steps):
-    """Greedy decoding the slow, obvious way: the whole sequence every step."""
-    sequence = prompt.copy()
+    """Greedy decoding the slow, obvious way: the whole sequence every step, no cache.
+
+    Past max_length it follows `generate`'s documented policy: a full window
+    restarts from its last max_length // 2 tokens.
+    """
+    sequence, start = prompt.copy(), 0
     for _ in range(steps):
-        logits = np.asarray(model(sequence[:, -model.max_length :]))
-        sequence = np.concatenate([sequence, logits[:, -1].argmax(-1)[:, None]], axis=1)
+        if sequence.shape[1] - start == model.max_length:
+            start = sequence.shape[1] - model.max_length // 2
+        logits = np.asarray(model(sequence[:, start:]))
+        best = logits[:, -1, 1:].argmax(-1) + 1  # generation never emits padding (id 0)
+        sequence = np.concatenate([sequence, best[:, None]], axis=1)
     return sequence
 
 
 @pytest.mark.parametrize("position_encoding", POSITION_ENCODINGS)
-def test_greedy_generate_matches_argmax_of_full_forward(rng, tiny_gpt_config, position_encoding):
+def test_cached_greedy_decoding_equals_recomputing_everything(rng, tiny_gpt_config,
+                                                             position_encoding):
     model = GPT(**tiny_gpt_config, position_encoding=position_encoding)
     prompt = _token_ids(rng, tiny_gpt_config, length=5)
-    # 20 new tokens run past max_length=16, so the window slides too.
+    # 20 new tokens run past max_length=16, so the window restarts once.
     generated = model.generate(prompt, max_new_tokens=20, temperature=0)
     np.testing.assert_array_equal(generated, _greedy_by_hand(model, prompt, 20))
+
+
+@pytest.mark.parametrize("position_encoding", POSITION_ENCODINGS)
+def test_a_ragged_batch_decodes_each_prompt_as_alone(rng, tiny_gpt_config, position_encoding):
+    model = GPT(**tiny_gpt_config, position_encoding=position_encoding)
+    prompts = [rng.integers(1, 37, size=length).astype("int32") for length in (6, 2, 4)]
+    generated = model.generate(prompts, max_new_tokens=7, temperature=0)
+    assert generated.shape == (3, 13)
+    for row, prompt in zip(generated, prompts):
+        alone = _greedy_by_hand(model, prompt[None, :], 7)[0]
+        np.testing.assert_array_equal(row[: alone.size], alone)
+        assert (row[alone.size :] == 0).all()  # padding after the shorter rows
+
+
+def test_a_stop_token_ends_its_row_only(rng, tiny_gpt_config):
+    model = GPT(**tiny_gpt_config)
+    prompt = _token_ids(rng, tiny_gpt_config, length=3)
+    free = model.generate(prompt, max_new_tokens=8, temperature=0)
+    stop = int(free[0, 5])  # row 0's third new token
+    stopped = model.generate(prompt, max_new_tokens=8, temperature=0, stop_token_ids=[stop])
+    first = int(np.flatnonzero(free[0, 3:] == stop)[0]) + 3
+    np.testing.assert_array_equal(stopped[0, : first + 1], free[0, : first + 1])
+    assert (stopped[0, first + 1 :] == 0).all()
+    if stop not in free[1, 3:]:
+        np.testing.assert_array_equal(stopped[1], free[1])
+
+
+def test_decoding_compiles_once_for_every_shape(rng, tiny_gpt_config):
+    model = GPT(**tiny_gpt_config)
+    model.generate(_token_ids(rng, tiny_gpt_config, length=3), max_new_tokens=4, seed=1)
+    decode = model._compiled_functions["decode"]
+    assert decode.experimental_get_tracing_count() == 1
+    model.generate([[1, 2], [3, 4, 5, 6, 7]], max_new_tokens=9, temperature=0.5, top_k=3, seed=2)
+    model.generate(_token_ids(rng, tiny_gpt_config, length=2)[:1], max_new_tokens=2, top_p=0.5)
+    assert decode.experimental_get_tracing_count() == 1
+
+
+def test_an_over_long_prompt_is_refused(tiny_gpt_config):
+    model = GPT(**tiny_gpt_config)
+    with pytest.raises(ValueError, match="17 tokens, more than max_length=16"):
+        model.generate(np.ones((1, 17), "int32"), max_new_tokens=1)
 
 
 def test_sampling_is_reproducible_with_a_seed(rng, tiny_gpt_config):
@@ -164,6 +213,12 @@ def test_float_token_ids_are_refused(tiny_gpt_config):
         (np.array([[1, 99]]), {}, "must lie in"),
         (np.array([[1.5, 2.0]]), {}, "integers"),
         (np.zeros((1, 0), "int32"), {}, "at least one token"),
+        (np.array([[1, 2]]), {"top_k": -1}, "top_k"),
+        (np.array([[1, 2]]), {"top_p": 0.0}, "top_p"),
+        (np.array([[1, 2]]), {"top_p": 1.5}, "top_p"),
+        (np.array([[1, 2]]), {"num_beams": 0}, "num_beams"),
+        (np.array([[1, 2]]), {"temperature": float("nan")}, "temperature"),
+        ([[1, 2], [3]], {"num_beams": 2}, "equal length"),
     ],
 )
 def test_bad_generate_arguments_are_named(tiny_gpt_config, prompt, kwargs, message):

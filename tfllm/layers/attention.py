@@ -81,10 +81,21 @@ class MultiHeadAttention(keras.layers.Layer):
             `j <= i`).
         start_index: int or scalar tensor, position of the first query/key
             for rotary embeddings. Defaults to `0`.
+        cache: optional `[B, 2, S, H, d]` key/value cache for self-attention
+            decoding (`init_cache` makes one): keys and values (after
+            projection and rotary embedding) of positions `0..S-1`. The
+            keys and values of `query` are written into it at `cache_index`
+            (`keras.ops.slice_update`, no reallocation), and the queries
+            attend to the cache, each to the positions up to its own: one
+            compiled step serves every position. `value` and `key` must be
+            the query itself. `attention_mask`, if given, is `[B, T, S]`.
+        cache_index: int or scalar int tensor, the position of `query[:, 0]`
+            when `cache` is given (also the rotary `start_index`).
 
     Returns:
         `[B, T, output_shape]` tensor, and the attention probabilities if
-        `return_attention_scores=True`.
+        `return_attention_scores=True`; with `cache`, also the updated cache
+        (`output, cache` or `output, scores, cache`).
 
     Example:
 
@@ -206,12 +217,17 @@ class MultiHeadAttention(keras.layers.Layer):
         training=None,
         use_causal_mask=False,
         start_index=0,
+        cache=None,
+        cache_index=None,
     ):
         if key is None:
             key = value
             key_mask = None  # the value's mask already covers it, as in Keras
+        if cache is not None:
+            if cache_index is None:
+                raise ValueError("`cache_index` is required with `cache`.")
+            start_index = cache_index
         query_length = ops.shape(query)[1]
-        key_length = ops.shape(key)[1]
 
         query_heads = self._project_to_heads(query, self.query_kernel, self.query_bias)
         key_heads = self._project_to_heads(key, self.key_kernel, self.key_bias)
@@ -219,6 +235,23 @@ class MultiHeadAttention(keras.layers.Layer):
         if self.rotary_embedding is not None:
             query_heads = self.rotary_embedding(query_heads, start_index=start_index)
             key_heads = self.rotary_embedding(key_heads, start_index=start_index)
+        causal = causal_mask(query_length, ops.shape(key)[1]) if use_causal_mask else None
+        if cache is not None:
+            # Write this step's keys and values at `cache_index`, attend to the cache.
+            update = ops.stack([key_heads, value_heads], axis=1)  # [B, 2, T, H, d]
+            zero = ops.zeros((), "int32")
+            cache = ops.slice_update(
+                cache, (zero, zero, ops.cast(cache_index, "int32"), zero, zero),
+                ops.cast(update, cache.dtype),
+            )
+            key_heads = ops.cast(cache[:, 0], query_heads.dtype)
+            value_heads = ops.cast(cache[:, 1], query_heads.dtype)
+            # Query i sits at position cache_index + i and sees keys up to it; the
+            # cache beyond holds nothing yet (or stale keys of an earlier sequence).
+            query_positions = ops.arange(query_length) + ops.cast(cache_index, "int32")
+            key_positions = ops.arange(ops.shape(cache)[2])
+            causal = ops.expand_dims(key_positions[None, :] <= query_positions[:, None], 0)
+            key_mask = value_mask = None  # padding comes with `attention_mask`
 
         # [B, L, H, d] -> [B, H, L, d] for batched matmuls over heads.
         query_heads = ops.transpose(query_heads, (0, 2, 1, 3))
@@ -235,7 +268,7 @@ class MultiHeadAttention(keras.layers.Layer):
             None if query_mask is None else ops.expand_dims(query_mask, -1),
             None if value_mask is None else ops.expand_dims(value_mask, -2),
             None if key_mask is None else ops.expand_dims(key_mask, -2),
-            causal_mask(query_length, key_length) if use_causal_mask else None,
+            causal,
         )
         if mask is not None:
             mask = ops.expand_dims(mask, 1)  # broadcast over heads
@@ -258,9 +291,19 @@ class MultiHeadAttention(keras.layers.Layer):
         output = ops.matmul(context, ops.cast(output_kernel, context.dtype))
         if self.output_bias is not None:
             output = output + ops.cast(self.output_bias, output.dtype)
-        if return_attention_scores:
-            return output, probabilities
-        return output
+        outputs = (output, probabilities) if return_attention_scores else (output,)
+        if cache is not None:
+            outputs += (cache,)
+        return outputs if len(outputs) > 1 else output
+
+    def init_cache(self, batch_size, max_length, dtype=None):
+        """A zero `[B, 2, max_length, H, d]` key/value cache for `call(..., cache=...)`."""
+        if self.key_dim != self.value_dim:
+            raise ValueError("A key/value cache needs `key_dim == value_dim`.")
+        return ops.zeros(
+            (batch_size, 2, max_length, self.num_heads, self.key_dim),
+            dtype or self.compute_dtype,
+        )
 
     def compute_mask(self, query, previous_mask=None):
         # The output is aligned with the query, so it keeps the query's mask.

@@ -133,9 +133,13 @@ class TransformerBlock(keras.layers.Layer):
         attention_mask: optional `[B, T, T]` boolean mask.
         training: bool, enables dropout.
         start_index: position of `inputs[:, 0]` (for rotary embeddings).
+        cache: optional `[B, 2, S, H, d]` key/value cache of the attention
+            (causal blocks; see `MultiHeadAttention`), updated at
+            `cache_index`; padding then comes as `attention_mask [B, T, S]`.
+        cache_index: position of `inputs[:, 0]` when `cache` is given.
 
     Returns:
-        `[B, T, D]` tensor.
+        `[B, T, D]` tensor; with `cache`, `(output, updated cache)`.
 
     Example:
 
@@ -214,7 +218,8 @@ class TransformerBlock(keras.layers.Layer):
         self.attention.build(input_shape, input_shape)
         self.built = True
 
-    def call(self, inputs, padding_mask=None, attention_mask=None, training=None, start_index=0):
+    def call(self, inputs, padding_mask=None, attention_mask=None, training=None, start_index=0,
+             cache=None, cache_index=None):
         if padding_mask is None:
             padding_mask = getattr(inputs, "_keras_mask", None)
         attention_kwargs = {
@@ -225,18 +230,27 @@ class TransformerBlock(keras.layers.Layer):
             "training": training,
             "start_index": start_index,
         }
+        if cache is not None:
+            if not self.causal:
+                raise ValueError("A key/value cache is for causal (decoder) blocks only.")
+            # Padding of a cached sequence comes as `attention_mask` over the cache.
+            attention_kwargs.update(query_mask=None, value_mask=None, cache=cache,
+                                    cache_index=cache_index)
+
+        def attend(x):
+            result = self.attention(x, x, **attention_kwargs)
+            return result if cache is not None else (result, None)
+
         x = inputs
         if self.normalize_first:
-            normed = self.attention_norm(x)
-            x = x + self.attention_output_dropout(
-                self.attention(normed, normed, **attention_kwargs), training=training
-            )
+            attended, cache = attend(self.attention_norm(x))
+            x = x + self.attention_output_dropout(attended, training=training)
             x = x + self.feed_forward(self.feed_forward_norm(x), training=training)
         else:
-            attended = self.attention(x, x, **attention_kwargs)
+            attended, cache = attend(x)
             x = self.attention_norm(x + self.attention_output_dropout(attended, training=training))
             x = self.feed_forward_norm(x + self.feed_forward(x, training=training))
-        return x
+        return x if cache is None else (x, cache)
 
     def compute_output_shape(self, input_shape):
         return input_shape

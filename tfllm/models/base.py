@@ -95,38 +95,140 @@ class LanguageModel(keras.Model):
             lambda value: tf.reshape(value, [1]) if value.shape.rank == 0 else value, logs
         )
 
-    def generate(self, token_ids, max_new_tokens=100, temperature=1.0, seed=None):
-        """Continues prompts by sampling one token at a time.
+    # Decoding protocol (see `tfllm.generation`): subclasses implement these two.
+    def init_decoding_state(self, batch_size, length):
+        """The decoding state before any token, for sequences of up to `length` tokens."""
+        raise NotImplementedError(f"{type(self).__name__} must implement `init_decoding_state`.")
+
+    def decode_tokens(self, token_ids, index, state):
+        """Reads `token_ids [B, T]` at positions `index...`; returns `(logits [B, V], state)`."""
+        raise NotImplementedError(f"{type(self).__name__} must implement `decode_tokens`.")
+
+    def generate(
+        self,
+        token_ids,
+        max_new_tokens=100,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        seed=None,
+        stop_token_ids=(),
+        num_beams=1,
+        pad_token_id=0,
+    ):
+        """Continues prompts one token at a time, with a cache, in one compiled loop.
+
+        The prompts are read in one pass, then a single `tf.while_loop`
+        samples each new token from the cached state (a GPT's keys and
+        values, an LSTM's recurrent states). The compiled functions are kept
+        with the model: later calls, whatever their shapes, do not retrace.
+
+        A GPT sees at most `max_length` tokens: when a sequence reaches
+        `max_length`, generation continues from its last `max_length // 2`
+        tokens (read again in one pass).
 
         Args:
-            token_ids: `[B, T]` (or `[T]`) integer prompt ids, all prompts
-                of the same length.
-            max_new_tokens: int, how many tokens to add to each prompt.
-            temperature: float; `0` is greedy decoding, larger values give
-                more varied text.
+            token_ids: prompts: a `[B, T]` (or `[T]`) integer array, or a list
+                of integer sequences of different lengths.
+            max_new_tokens: int, tokens to add to each prompt at most.
+            temperature: float >= 0; `0` is greedy decoding, larger values
+                give more varied text.
+            top_k: int >= 0; sample among the `top_k` most likely tokens
+                only (0: no limit).
+            top_p: float in (0, 1]; sample within the nucleus of most likely
+                tokens holding probability `top_p` (1: no limit).
             seed: int or None; the same seed gives the same sample.
+            stop_token_ids: ids that end a row when generated (kept in it).
+            num_beams: int; more than 1 runs beam search (deterministic, the
+                most likely continuation; prompts of equal length, no stop
+                tokens, and, for a GPT, within `max_length`).
+            pad_token_id: the id written after a row's end; never generated.
 
         Returns:
-            `[B, T + max_new_tokens]` int32 NumPy array: prompts and
-            continuations.
+            `[B, L]` int32 NumPy array: each prompt and its continuation,
+            padded with `pad_token_id` after its end (`L` is the longest).
         """
-        generation.check_sampling_arguments(max_new_tokens, temperature)
-        prompt = generation.prepare_prompt_ids(token_ids)
+        generation.check_sampling_arguments(max_new_tokens, temperature, top_k, top_p, num_beams)
+        ids, lengths = generation.prepare_prompts(token_ids, pad_token_id)
         vocabulary_size = self.vocabulary_size
-        if prompt.min() < 0 or prompt.max() >= vocabulary_size:
+        values = np.concatenate([ids[row, :length] for row, length in enumerate(lengths)])
+        if values.min() < 0 or values.max() >= vocabulary_size:
             raise ValueError(
                 f"Prompt token ids must lie in [0, {vocabulary_size}); got values in "
-                f"[{prompt.min()}, {prompt.max()}]."
+                f"[{values.min()}, {values.max()}]."
             )
+        capacity = self.max_length
+        if capacity is not None and lengths.max() > capacity:
+            raise ValueError(
+                f"A prompt has {lengths.max()} tokens, more than max_length={capacity} of this "
+                "model; shorten it."
+            )
+        stop_token_ids = np.asarray(list(stop_token_ids), np.int32).reshape(-1)
         if seed is None:
             seed = np.random.randint(0, 2**31 - 1)
         if not self.built:
             # Decoding calls sub-layers directly, which would not build the model.
             self.build((None, None))
-        return self._decode(prompt, int(max_new_tokens), float(temperature), int(seed))
+        if num_beams > 1:
+            return self._beam_search(ids, lengths, int(max_new_tokens), int(num_beams),
+                                     stop_token_ids, pad_token_id)
+        decode = self._compiled("decode", self._decode_graph, [
+            tf.TensorSpec([None, None], tf.int32),  # prompt ids
+            tf.TensorSpec([None], tf.int32),  # prompt lengths
+            tf.TensorSpec([None], tf.int32),  # new tokens per row
+            tf.TensorSpec([], tf.float32),  # temperature
+            tf.TensorSpec([], tf.int32),  # top_k
+            tf.TensorSpec([], tf.float32),  # top_p
+            tf.TensorSpec([2], tf.int32),  # seed, first step
+            tf.TensorSpec([None], tf.int32),  # stop ids
+            tf.TensorSpec([], tf.int32),  # pad id
+        ])
+        rows = [list(ids[row, :length]) for row, length in enumerate(lengths)]
+        remaining = np.full(len(rows), int(max_new_tokens), np.int64)
+        stopped = np.zeros(len(rows), bool)
+        first_step = 0
+        while True:
+            budget = remaining if capacity is None else np.minimum(remaining, capacity - lengths)
+            new_tokens = np.where(stopped, 0, budget).astype(np.int32)
+            if not new_tokens.any():
+                break
+            sequences, ends, now_stopped = (value.numpy() for value in decode(
+                ids, lengths, new_tokens, float(temperature), int(top_k), float(top_p),
+                np.array([seed, first_step], np.int32), stop_token_ids, int(pad_token_id),
+            ))
+            for row in range(len(rows)):
+                rows[row].extend(sequences[row, lengths[row] : ends[row]].tolist())
+            remaining -= ends - lengths
+            stopped |= now_stopped
+            if capacity is None:
+                break
+            # Full: continue from the last half of each sequence.
+            keep = max(capacity // 2, 1)
+            ids, lengths = generation.prepare_prompts([row[-keep:] for row in rows], pad_token_id)
+            first_step += capacity
+        return generation.prepare_prompts(rows, pad_token_id)[0]
 
-    def _decode(self, prompt, max_new_tokens, temperature, seed):
-        raise NotImplementedError(f"{type(self).__name__} must implement `_decode`.")
+    def _decode_graph(self, *arguments):
+        return generation.decode(self, *arguments)
+
+    def _beam_search(self, ids, lengths, max_new_tokens, num_beams, stop_token_ids, pad_token_id):
+        if len(set(lengths.tolist())) != 1:
+            raise ValueError("Beam search needs prompts of equal length.")
+        if stop_token_ids.size:
+            raise ValueError("Beam search does not take `stop_token_ids`.")
+        if self.max_length is not None and ids.shape[1] + max_new_tokens > self.max_length:
+            raise ValueError(
+                f"Beam search is limited to max_length={self.max_length} tokens; the prompt "
+                f"({ids.shape[1]}) + max_new_tokens ({max_new_tokens}) is longer."
+            )
+        search = self._compiled(
+            "beam_search",
+            lambda prompt, beams, new, pad: generation.beam_search(self, prompt, beams, new, pad),
+            [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([], tf.int32),
+             tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)],
+        )
+        sequences, _ = search(ids, num_beams, max_new_tokens, pad_token_id)
+        return sequences.numpy()
 
     def _compiled(self, name, function, input_signature):
         """A `tf.function` built once per model and kept, so calls do not retrace."""

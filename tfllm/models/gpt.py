@@ -2,9 +2,7 @@
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from tfllm import generation
 from tfllm.layers.embedding import TokenEmbedding
 from tfllm.layers.positional import PositionEmbedding, SinusoidalPositionEncoding
 from tfllm.layers.transformer import TransformerBlock
@@ -167,37 +165,21 @@ class GPT(LanguageModel):
         hidden = self.hidden_states(token_ids, padding_mask=padding_mask, training=training)
         return self.token_embedding(hidden, reverse=True)
 
-    def _next_token(self, window, length, temperature, seed):
-        """Samples the token after position `length - 1` of each `window` row."""
-        hidden = self.hidden_states(window, training=False)
-        last = tf.gather(hidden, length - 1, axis=1)  # [B, D]
-        logits = self.token_embedding(last[:, None, :], reverse=True)[:, 0, :]
-        return generation.sample_next_token(logits, temperature, seed)
+    def init_decoding_state(self, batch_size, length):
+        """One preallocated `[B, 2, length, H, d]` key/value cache per block."""
+        return [block.attention.init_cache(batch_size, length) for block in self.blocks]
 
-    def _decode(self, prompt, max_new_tokens, temperature, seed):
-        # Without a key/value cache each step re-reads a fixed window of
-        # max_length tokens: one shape, so one compiled function serves all
-        # steps. Causality makes the zeros after `length` harmless.
-        next_token = self._compiled(
-            "next_token",
-            self._next_token,
-            [
-                tf.TensorSpec([None, self.max_length], tf.int32),
-                tf.TensorSpec([], tf.int32),
-                tf.TensorSpec([], tf.float32),
-                tf.TensorSpec([2], tf.int32),
-            ],
-        )
-        sequence = prompt
-        window = np.zeros((prompt.shape[0], self.max_length), np.int32)
-        for step in range(max_new_tokens):
-            context = sequence[:, -self.max_length :]
-            length = context.shape[1]
-            window[:, :length] = context
-            window[:, length:] = 0
-            token = next_token(window, length, temperature, generation.step_seed(seed, step))
-            sequence = np.concatenate([sequence, token.numpy()[:, None]], axis=1)
-        return sequence
+    def decode_tokens(self, token_ids, index, state):
+        """Reads `token_ids` at positions `index...` with the caches; next-token logits."""
+        x = self.token_embedding(token_ids)
+        if self.position_layer is not None:
+            x = x + self.position_layer(x, start_index=index)
+        caches = []
+        for block, cache in zip(self.blocks, state):
+            x, cache = block(x, cache=cache, cache_index=index, training=False)
+            caches.append(cache)
+        last = self.final_norm(x[:, -1:, :])
+        return self.token_embedding(last, reverse=True)[:, 0, :], caches
 
     def get_config(self):
         config = super().get_config()

@@ -2,9 +2,7 @@
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from tfllm import generation
 from tfllm.layers.embedding import TokenEmbedding
 from tfllm.layers.recurrent import StackedLSTM
 from tfllm.layers.validation import check_positive_int, check_rate
@@ -118,39 +116,16 @@ class LSTMLanguageModel(LanguageModel):
             return logits, states
         return logits
 
-    def _prompt_step(self, token_ids, temperature, seed):
-        """Reads the whole prompt once; samples the first new token."""
-        logits, states = self(token_ids, return_states=True, training=False)
-        return generation.sample_next_token(logits[:, -1, :], temperature, seed), states
+    def init_decoding_state(self, batch_size, length):
+        """Zero `[h, c]` states (`[B, hidden_dim]` each) for every layer."""
+        zeros = keras.ops.zeros((batch_size, self.hidden_dim), self.compute_dtype)
+        return [[zeros, zeros] for _ in range(self.num_layers)]
 
-    def _token_step(self, token, states, temperature, seed):
-        """Feeds one token with the carried states; samples the next one."""
-        logits, states = self(token[:, None], initial_states=states, return_states=True)
-        return generation.sample_next_token(logits[:, -1, :], temperature, seed), states
-
-    def _decode(self, prompt, max_new_tokens, temperature, seed):
-        if max_new_tokens == 0:
-            return prompt
-        state_spec = [
-            [tf.TensorSpec([None, self.hidden_dim], self.compute_dtype)] * 2
-        ] * self.num_layers
-        scalar_specs = [tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.int32)]
-        prompt_step = self._compiled(
-            "prompt_step",
-            self._prompt_step,
-            [tf.TensorSpec([None, None], tf.int32)] + scalar_specs,
-        )
-        token_step = self._compiled(
-            "token_step",
-            self._token_step,
-            [tf.TensorSpec([None], tf.int32), state_spec] + scalar_specs,
-        )
-        token, states = prompt_step(prompt, temperature, generation.step_seed(seed, 0))
-        new_tokens = [token.numpy()]
-        for step in range(1, max_new_tokens):
-            token, states = token_step(token, states, temperature, generation.step_seed(seed, step))
-            new_tokens.append(token.numpy())
-        return np.concatenate([prompt, np.stack(new_tokens, axis=1)], axis=1)
+    def decode_tokens(self, token_ids, index, state):
+        """Runs `token_ids` on from the carried states; next-token logits and new states."""
+        logits, states = self(token_ids, initial_states=state, return_states=True,
+                              training=False)
+        return logits[:, -1, :], [list(pair) for pair in states]
 
     def get_config(self):
         config = super().get_config()
