@@ -1,8 +1,9 @@
-"""The `tfllm` command line: `tfllm train` and `tfllm generate`.
+"""The `tfllm` command line: `tfllm train`, `tfllm generate` and `tfllm export`.
 
     tfllm train --model gpt --size quick                 # runs/gpt-quick/
     tfllm train --model lstm --corpus my_texts/ --steps 500 --run-dir runs/mine
-    tfllm generate runs/gpt-quick --prompt "ROMEO:" --max-new-tokens 300
+    tfllm generate runs/gpt-quick --prompt "ROMEO:" --max-new-tokens 300 --stream
+    tfllm export runs/gpt-quick                          # saved_models/gpt-quick/1/
 
 Running the same `tfllm train` command again resumes an interrupted run
 from its last checkpoint. Bad options and impossible values end the program
@@ -65,6 +66,13 @@ def _non_negative_float(text):
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
     if not (value >= 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _probability(text):
+    value = _positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
     return value
 
 
@@ -167,7 +175,39 @@ def build_parser():
                           help="tokens to add to the prompt")
     generate.add_argument("--temperature", type=_non_negative_float, default=0.8,
                           help="sampling temperature (0: greedy)")
+    generate.add_argument("--top-k", type=_non_negative_int, default=0,
+                          help="sample among the k most likely tokens only (0: no limit)")
+    generate.add_argument("--top-p", type=_probability, default=1.0,
+                          help="sample within the nucleus of probability p (1: no limit)")
+    generate.add_argument("--num-beams", type=_positive_int, default=1,
+                          help="beam search with this many beams (1: sampling / greedy)")
     generate.add_argument("--seed", type=_non_negative_int, help="makes sampling reproducible")
+    generate.add_argument("--stream", action="store_true",
+                          help="print each token as soon as it is produced")
+
+    export = commands.add_parser(
+        "export",
+        help="export a run as a SavedModel for TensorFlow Serving",
+        description=(
+            "Export the model of a run directory, with its tokenizer, as a SavedModel in "
+            "TensorFlow Serving's layout (OUTPUT/NAME/VERSION/) whose signatures take strings "
+            "and return text: serving_default, generate, score and logits."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    export.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, e.g. runs/gpt-quick")
+    export.add_argument("--name", help="the model's name (default: the run directory's name)")
+    export.add_argument("--output", default="saved_models", help="the model base path")
+    export.add_argument("--version", type=_positive_int,
+                        help="version number (default: the next free one)")
+    export.add_argument("--max-new-tokens", type=_non_negative_int, default=100,
+                        help="serving_default: tokens to add to each prompt")
+    export.add_argument("--temperature", type=_non_negative_float, default=0.0,
+                        help="serving_default: sampling temperature (0: greedy)")
+    export.add_argument("--top-k", type=_non_negative_int, default=0,
+                        help="serving_default: top-k limit (0: none)")
+    export.add_argument("--top-p", type=_probability, default=1.0,
+                        help="serving_default: nucleus size (1: no limit)")
     return parser
 
 
@@ -241,15 +281,43 @@ def _train(args):
 
 
 def _generate(args):
-    from tfllm.generation import generate_text
+    from tfllm.generation import generate_text, stream_tokens
     from tfllm.training.runs import load_run
 
-    model, tokenizer = load_run(args.run_dir)
     if not args.prompt:
         raise ValueError("--prompt must not be empty")
+    model, tokenizer = load_run(args.run_dir)
+    options = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
+               "seed": args.seed}
+    if args.stream:
+        if args.num_beams > 1:
+            raise ValueError("--stream cannot show a beam search; drop one of them")
+        sys.stdout.write(args.prompt)
+        sys.stdout.flush()
+        for token in stream_tokens(model, tokenizer.encode_text(args.prompt).tolist(),
+                                   args.max_new_tokens, **options):
+            sys.stdout.write(tokenizer.decode_ids([token]))
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return 0
     text = generate_text(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens,
-                         temperature=args.temperature, seed=args.seed)
+                         num_beams=args.num_beams, **options)
     print(text)
+    return 0
+
+
+def _export(args):
+    from pathlib import Path
+
+    from tfllm.export import export_run
+
+    name = args.name or Path(args.run_dir).resolve().name
+    path = export_run(args.run_dir, Path(args.output) / name, version=args.version,
+                      max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                      top_k=args.top_k, top_p=args.top_p)
+    print(f"Exported {args.run_dir} to {path}/ (signatures: serving_default, generate, score, "
+          "logits).")
+    print(f"Inspect it with: saved_model_cli show --dir {path} --all")
     return 0
 
 
@@ -261,7 +329,7 @@ def main(argv=None):
         parser.print_help()
         return EXIT_USAGE
     try:
-        return _train(args) if args.command == "train" else _generate(args)
+        return {"train": _train, "generate": _generate, "export": _export}[args.command](args)
     except KeyboardInterrupt:
         print("\nInterrupted; run the same command again to resume from the last checkpoint.",
               file=sys.stderr)

@@ -287,3 +287,70 @@ def generate_text(model, tokenizer, prompts, max_new_tokens=200, temperature=1.0
                                seed=seed, **kwargs)
     texts = [text.decode("utf-8") for text in tokenizer.detokenize(generated).numpy()]
     return texts[0] if single else texts
+
+
+def stream_tokens(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0,
+                  seed=None, stop_token_ids=()):
+    """Yields the new tokens of one prompt as they are produced (for live output).
+
+    The same decoding as `model.generate` for a single prompt, one compiled
+    step per token called from Python, so each token can be shown at once.
+    The prompt is read in one pass; a GPT whose sequence reaches
+    `max_length` continues from its last `max_length // 2` tokens.
+
+    Args:
+        model: a tfllm language model.
+        prompt_ids: a sequence of token ids.
+        max_new_tokens, temperature, top_k, top_p, seed, stop_token_ids: as
+            in `LanguageModel.generate`.
+
+    Yields:
+        int token ids; the stop token, if one is produced, is the last.
+    """
+    check_sampling_arguments(max_new_tokens, temperature, top_k, top_p)
+    ids, _ = prepare_prompts([list(prompt_ids)])
+    sequence = ids[0].tolist()
+    capacity = model.max_length
+    if capacity is not None and len(sequence) > capacity:
+        raise ValueError(f"The prompt has {len(sequence)} tokens, more than max_length={capacity}.")
+    if seed is None:
+        seed = np.random.randint(0, 2**31 - 1)
+    if not model.built:
+        model.build((None, None))
+    stops = set(int(token) for token in stop_token_ids)
+    cache = model.__dict__.setdefault("_compiled_functions", {})
+    if "stream_prefill" not in cache:
+        def prefill(tokens, size):
+            state = model.init_decoding_state(tf.shape(tokens)[0], size)
+            return model.decode_tokens(tokens, tf.constant(0, tf.int32), state)
+
+        def step(index, state, temperature, top_k, top_p, seed):
+            choice = sample_logits(state[0], temperature, top_k, top_p, seed)
+            logits, new_state = model.decode_tokens(choice[:, None], index, state[1])
+            return choice, (logits, new_state)
+
+        cache["stream_prefill"] = tf.function(prefill, reduce_retracing=True)
+        cache["stream_step"] = tf.function(step, reduce_retracing=True)
+    prefill, step = cache["stream_prefill"], cache["stream_step"]
+    produced, context_start, first_step = 0, 0, 0  # seeds follow `generate`'s
+    while produced < max_new_tokens:
+        context = sequence[context_start:]
+        size = len(context) + (max_new_tokens - produced) if capacity is None else capacity
+        logits, state = prefill(tf.constant([context], tf.int32), tf.constant(size, tf.int32))
+        logits = _without_padding(logits, 0)
+        index = len(context)
+        while produced < max_new_tokens and (capacity is None or index < capacity):
+            token, (logits, state) = step(
+                tf.constant(index, tf.int32), (logits, state),
+                tf.constant(float(temperature)), tf.constant(int(top_k)),
+                tf.constant(float(top_p)), tf.constant([seed, first_step + index], tf.int32))
+            logits = _without_padding(logits, 0)
+            token = int(token[0])
+            sequence.append(token)
+            produced += 1
+            index += 1
+            yield token
+            if token in stops:
+                return
+        context_start = len(sequence) - max(capacity // 2, 1) if capacity else len(sequence)
+        first_step += capacity or 0

@@ -170,6 +170,11 @@ class CharacterTokenizer(keras.layers.Layer):
         return len(self._vocabulary) + NUM_RESERVED_IDS
 
     @property
+    def lookup_tables(self) -> list:
+        """The TensorFlow lookup tables `tokenize` uses (an export must track them)."""
+        return [self._code_point_to_id]
+
+    @property
     def padding_id(self) -> int:
         return PADDING_ID
 

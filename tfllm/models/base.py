@@ -35,6 +35,16 @@ class LanguageModel(keras.Model):
             raise ValueError(f"`token_ids` must have shape [B, T]; got shape {tuple(inputs.shape)}.")
         return inputs, padding_mask
 
+    @property
+    def _default_save_signature(self):
+        # What `tf.saved_model.save` traces when the model is part of an export:
+        # Keras would trace it with float inputs, which token ids are not.
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)])
+        def serving_default(token_ids):
+            return self(token_ids)
+
+        return serving_default
+
     def compile(self, optimizer="adamw", loss=None, **kwargs):
         """`keras.Model.compile` with the language-model loss as default.
 
