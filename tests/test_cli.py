@@ -70,6 +70,17 @@ def test_train_then_generate_end_to_end(tmp_path, corpus):
                   "--temperature", "0"], cwd=tmp_path)
     assert again.stdout == generated.stdout  # greedy: the same text every time
 
+    streamed = _run(["generate", str(run), "--prompt", "thou ", "--max-new-tokens", "25",
+                     "--temperature", "0", "--stream"], cwd=tmp_path)
+    assert streamed.returncode == 0, streamed.stderr[-3000:]
+    assert streamed.stdout == generated.stdout  # token by token, the same text
+
+    exported = _run(["export", str(run), "--output", str(tmp_path / "saved"), "--name", "tiny",
+                     "--max-new-tokens", "8"], cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert (tmp_path / "saved" / "tiny" / "1" / "saved_model.pb").is_file()
+    assert "saved_model_cli show --dir" in exported.stdout
+
     rerun = _run(_train_arguments(corpus, run), cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "has finished training" in rerun.stdout
@@ -148,6 +159,9 @@ def test_other_settings_do_not_resume_a_run(tmp_path, corpus):
     (["train", "--corpus", "no/such/*.txt", "--size", "tiny"], "no/such/*.txt"),
     (["train", "--strategy", "multi_worker", "--size", "tiny"], "TF_CONFIG"),
     (["generate", "no/such/run"], "no/such/run is not a run directory"),
+    (["generate", "run", "--top-p", "1.5"], "argument --top-p: expected a number in (0, 1]"),
+    (["export", "no/such/run"], "no/such/run is not a run directory"),
+    (["export", "run", "--version", "0"], "argument --version: expected a positive integer"),
 ])
 def test_bad_options_fail_with_one_clear_line(tmp_path, arguments, message):
     environment = {key: value for key, value in _environment().items() if key != "TF_CONFIG"}

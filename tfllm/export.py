@@ -154,6 +154,8 @@ def _build_archive(model, tokenizer, defaults, empty_prompt):
     vocabulary_size = model.vocabulary_size
     pad = tokenizer.padding_id
     empty_ids = tokenizer.tokenize(tf.constant([empty_prompt]))[0]
+    compiled_decode = tf.function(
+        lambda *arguments: generation.decode(model, *arguments), jit_compile=True)
 
     def generate(prompts, max_new_tokens, temperature, top_k, top_p, seed):
         checks = [
@@ -183,9 +185,20 @@ def _build_archive(model, tokenizer, defaults, empty_prompt):
             ids = ids[:, -keep:]  # the last tokens of an over-long prompt
         lengths = tf.cast(ids.row_lengths(), tf.int32)
         dense = ids.to_tensor(default_value=pad)
-        sequences, ends, _ = generation.decode(
-            model, dense, lengths, tf.fill([batch_size], max_new_tokens), temperature, top_k,
-            top_p, tf.stack([seed, 0]), tf.zeros([0], tf.int32), tf.constant(pad, tf.int32))
+        arguments = (tf.fill([batch_size], max_new_tokens), temperature, top_k, top_p,
+                     tf.stack([seed, 0]), tf.zeros([0], tf.int32), tf.constant(pad, tf.int32))
+        if model.decode_with_xla:
+            # As `model.generate` does: shapes rounded up, decoding compiled by XLA.
+            prompt_length = tf.shape(dense)[1]
+            total = tf.maximum(
+                tf.minimum((prompt_length + max_new_tokens + 63) // 64 * 64, capacity),
+                prompt_length + max_new_tokens)
+            block = tf.maximum(tf.minimum((prompt_length + 15) // 16 * 16, total),
+                               prompt_length)
+            dense = tf.pad(dense, [[0, 0], [0, block - prompt_length]], constant_values=pad)
+            sequences, ends, _ = compiled_decode(dense, lengths, *arguments, tf.range(total))
+        else:
+            sequences, ends, _ = generation.decode(model, dense, lengths, *arguments)
         positions = tf.range(tf.shape(sequences)[1])[None, :]
         new = tf.logical_and(positions >= lengths[:, None], positions < ends[:, None])
         completion = tokenizer.detokenize(

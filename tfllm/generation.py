@@ -138,7 +138,7 @@ def prepare_prompts(token_ids, pad_token_id=0):
 
 
 def decode(model, prompt_ids, lengths, max_new_tokens, temperature, top_k, top_p, seed,
-           stop_token_ids, pad_token_id):
+           stop_token_ids, pad_token_id, positions=None):
     """The decoding loop as TensorFlow ops (run it inside a `tf.function`).
 
     Args:
@@ -151,6 +151,12 @@ def decode(model, prompt_ids, lengths, max_new_tokens, temperature, top_k, top_p
             that a continued generation draws fresh numbers.
         stop_token_ids: `[S]` int32; a row ends after emitting one (kept).
         pad_token_id: scalar int32 written after a row's end.
+        positions: optional `[L]` int32 tensor whose length fixes the
+            sequence length `L >= P + max(max_new_tokens)`. With it every
+            shape is known from the input shapes, so the decoding compiles
+            with XLA (`compiled_decode`): the whole `[B, P]` prompt block is
+            read in one pass (a shorter prompt's padding there is written
+            over by the loop before any later position can see it).
 
     Returns:
         `(sequences [B, P + max(max_new_tokens)], ends [B], stopped [B])`:
@@ -159,13 +165,18 @@ def decode(model, prompt_ids, lengths, max_new_tokens, temperature, top_k, top_p
     """
     batch_size = tf.shape(prompt_ids)[0]
     ends = lengths + max_new_tokens
-    total = tf.reduce_max(ends)
+    total = tf.reduce_max(ends) if positions is None else tf.shape(positions)[0]
     sequences = tf.pad(prompt_ids, [[0, 0], [0, total - tf.shape(prompt_ids)[1]]],
                        constant_values=pad_token_id)
     start = tf.reduce_min(lengths)
     state = model.init_decoding_state(batch_size, total)
-    # The prompt, up to the shortest one, in one pass.
-    logits, state = model.decode_tokens(sequences[:, :start], tf.constant(0, tf.int32), state)
+    zero = tf.constant(0, tf.int32)
+    if positions is None:
+        # The prompt, up to the shortest one, in one pass.
+        logits, state = model.decode_tokens(sequences[:, :start], zero, state)
+    else:
+        # The whole prompt block in one pass; the logits after the shortest prompt.
+        logits, state = model.decode_tokens(prompt_ids, zero, state, last_index=start - 1)
     done = ends <= start
 
     def step(index, sequences, logits, state, done, ends, stopped):
@@ -192,6 +203,22 @@ def decode(model, prompt_ids, lengths, max_new_tokens, temperature, top_k, top_p
         maximum_iterations=total,
     )
     return sequences, ends, stopped
+
+
+def round_up(value, multiple, limit=None):
+    """`value` rounded up to a multiple of `multiple`, at most `limit` (but >= `value`)."""
+    rounded = -(-value // multiple) * multiple
+    return rounded if limit is None else max(min(rounded, limit), value)
+
+
+def compiled_decode_shapes(prompt_length, new_tokens, max_length=None):
+    """`(prompt block, sequence length)` for `decode(..., positions=...)` under XLA.
+
+    Both are rounded up (to 16 and 64 tokens) so that XLA compiles a few
+    shapes, not one per prompt length; each is at most `max_length`.
+    """
+    total = round_up(prompt_length + new_tokens, 64, max_length)
+    return round_up(prompt_length, 16, total), total
 
 
 def _without_padding(logits, pad_token_id):

@@ -182,13 +182,12 @@ def test_cached_attention_chunk_by_chunk_equals_causal_attention_at_once(rng, ro
         output, cache = layer(chunk, chunk, cache=cache, cache_index=start)
         outputs.append(np.asarray(output))
     np.testing.assert_allclose(np.concatenate(outputs, axis=1), whole, atol=1e-5)
-    assert tuple(cache.shape) == (2, 2, 9, 4, 8)
-    np.testing.assert_array_equal(np.asarray(cache)[:, :, 7:], 0.0)
+    assert tuple(cache.shape) == (2, 2, 4, 9, 8)  # [B, keys/values, H, S, d]
+    np.testing.assert_array_equal(np.asarray(cache)[:, :, :, 7:], 0.0)
 
 
 def test_cache_index_is_required_with_a_cache(rng):
     x = rng.normal(size=(1, 2, 16)).astype("float32")
     layer = MultiHeadAttention(2, 8)
     with pytest.raises(ValueError, match="cache_index"):
-        layer(x, x, cache=layer.init_cache(1, 4) if layer.built else np.zeros((1, 2, 4, 2, 8),
-                                                                               "float32"))
+        layer(x, x, cache=np.zeros((1, 2, 2, 4, 8), "float32"))

@@ -144,7 +144,7 @@ def test_a_stop_token_ends_its_row_only(rng, tiny_gpt_config):
 def test_decoding_compiles_once_for_every_shape(rng, tiny_gpt_config):
     model = GPT(**tiny_gpt_config)
     model.generate(_token_ids(rng, tiny_gpt_config, length=3), max_new_tokens=4, seed=1)
-    decode = model._compiled_functions["decode"]
+    decode = model._compiled_functions["decode_xla"]
     assert decode.experimental_get_tracing_count() == 1
     model.generate([[1, 2], [3, 4, 5, 6, 7]], max_new_tokens=9, temperature=0.5, top_k=3, seed=2)
     model.generate(_token_ids(rng, tiny_gpt_config, length=2)[:1], max_new_tokens=2, top_p=0.5)

@@ -81,7 +81,7 @@ class MultiHeadAttention(keras.layers.Layer):
             `j <= i`).
         start_index: int or scalar tensor, position of the first query/key
             for rotary embeddings. Defaults to `0`.
-        cache: optional `[B, 2, S, H, d]` key/value cache for self-attention
+        cache: optional `[B, 2, H, S, d]` key/value cache for self-attention
             decoding (`init_cache` makes one): keys and values (after
             projection and rotary embedding) of positions `0..S-1`. The
             keys and values of `query` are written into it at `cache_index`
@@ -236,12 +236,16 @@ class MultiHeadAttention(keras.layers.Layer):
             query_heads = self.rotary_embedding(query_heads, start_index=start_index)
             key_heads = self.rotary_embedding(key_heads, start_index=start_index)
         causal = causal_mask(query_length, ops.shape(key)[1]) if use_causal_mask else None
+        # [B, L, H, d] -> [B, H, L, d]: heads first, as the cache keeps them.
+        query_heads = ops.transpose(query_heads, (0, 2, 1, 3))
+        key_heads = ops.transpose(key_heads, (0, 2, 1, 3))
+        value_heads = ops.transpose(value_heads, (0, 2, 1, 3))
         if cache is not None:
             # Write this step's keys and values at `cache_index`, attend to the cache.
-            update = ops.stack([key_heads, value_heads], axis=1)  # [B, 2, T, H, d]
+            update = ops.stack([key_heads, value_heads], axis=1)  # [B, 2, H, T, d]
             zero = ops.zeros((), "int32")
             cache = ops.slice_update(
-                cache, (zero, zero, ops.cast(cache_index, "int32"), zero, zero),
+                cache, (zero, zero, zero, ops.cast(cache_index, "int32"), zero),
                 ops.cast(update, cache.dtype),
             )
             key_heads = ops.cast(cache[:, 0], query_heads.dtype)
@@ -249,17 +253,13 @@ class MultiHeadAttention(keras.layers.Layer):
             # Query i sits at position cache_index + i and sees keys up to it; the
             # cache beyond holds nothing yet (or stale keys of an earlier sequence).
             query_positions = ops.arange(query_length) + ops.cast(cache_index, "int32")
-            key_positions = ops.arange(ops.shape(cache)[2])
+            key_positions = ops.arange(ops.shape(cache)[3])
             causal = ops.expand_dims(key_positions[None, :] <= query_positions[:, None], 0)
             key_mask = value_mask = None  # padding comes with `attention_mask`
 
-        # [B, L, H, d] -> [B, H, L, d] for batched matmuls over heads.
-        query_heads = ops.transpose(query_heads, (0, 2, 1, 3))
-        key_heads = ops.transpose(key_heads, (0, 2, 1, 3))
-        value_heads = ops.transpose(value_heads, (0, 2, 1, 3))
-
         query_heads = query_heads * ops.cast(1.0 / math.sqrt(self.key_dim), query_heads.dtype)
-        scores = ops.matmul(query_heads, ops.transpose(key_heads, (0, 1, 3, 2)))
+        # Contracting over d directly: no transposed copy of the keys (or the cache).
+        scores = ops.einsum("bhtd,bhsd->bhts", query_heads, key_heads)
         # Softmax in float32: bfloat16 / float16 logits lose too much precision.
         scores = ops.cast(scores, "float32")
 
@@ -297,11 +297,11 @@ class MultiHeadAttention(keras.layers.Layer):
         return outputs if len(outputs) > 1 else output
 
     def init_cache(self, batch_size, max_length, dtype=None):
-        """A zero `[B, 2, max_length, H, d]` key/value cache for `call(..., cache=...)`."""
+        """A zero `[B, 2, H, max_length, d]` key/value cache for `call(..., cache=...)`."""
         if self.key_dim != self.value_dim:
             raise ValueError("A key/value cache needs `key_dim == value_dim`.")
         return ops.zeros(
-            (batch_size, 2, max_length, self.num_heads, self.key_dim),
+            (batch_size, 2, self.num_heads, max_length, self.key_dim),
             dtype or self.compute_dtype,
         )
 

@@ -110,9 +110,14 @@ class LanguageModel(keras.Model):
         """The decoding state before any token, for sequences of up to `length` tokens."""
         raise NotImplementedError(f"{type(self).__name__} must implement `init_decoding_state`.")
 
-    def decode_tokens(self, token_ids, index, state):
-        """Reads `token_ids [B, T]` at positions `index...`; returns `(logits [B, V], state)`."""
+    def decode_tokens(self, token_ids, index, state, last_index=None):
+        """Reads `token_ids [B, T]` at positions `index...`; returns `(logits [B, V], state)`:
+        the logits after the last token, or after `token_ids[:, last_index]`."""
         raise NotImplementedError(f"{type(self).__name__} must implement `decode_tokens`.")
+
+    #: Whether `generate` compiles decoding with XLA (needs `max_length` and
+    #: `decode_tokens(..., last_index=...)`).
+    decode_with_xla = False
 
     def generate(
         self,
@@ -193,6 +198,20 @@ class LanguageModel(keras.Model):
             tf.TensorSpec([None], tf.int32),  # stop ids
             tf.TensorSpec([], tf.int32),  # pad id
         ])
+        if self.decode_with_xla:
+            # XLA needs every shape from the inputs: the sequence length comes as a
+            # `positions` vector, prompt block and length rounded to a few sizes.
+            compiled = self._compiled("decode_xla", self._decode_graph, [
+                *decode.input_signature, tf.TensorSpec([None], tf.int32)], jit_compile=True)
+
+            def decode(ids, lengths, new_tokens, *options):
+                block, total = generation.compiled_decode_shapes(
+                    ids.shape[1], int(new_tokens.max()), capacity)
+                ids = np.pad(ids, [(0, 0), (0, block - ids.shape[1])],
+                             constant_values=pad_token_id)
+                return compiled(ids, lengths, new_tokens, *options,
+                                np.arange(total, dtype=np.int32))
+
         rows = [list(ids[row, :length]) for row, length in enumerate(lengths)]
         remaining = np.full(len(rows), int(max_new_tokens), np.int64)
         stopped = np.zeros(len(rows), bool)
@@ -240,11 +259,13 @@ class LanguageModel(keras.Model):
         sequences, _ = search(ids, num_beams, max_new_tokens, pad_token_id)
         return sequences.numpy()
 
-    def _compiled(self, name, function, input_signature):
-        """A `tf.function` built once per model and kept, so calls do not retrace."""
+    def _compiled(self, name, function, input_signature, jit_compile=None):
+        """A `tf.function` built once per model and kept, so calls do not retrace
+        (XLA compiles once per input shape)."""
         cache = self.__dict__.setdefault("_compiled_functions", {})
         if name not in cache:
-            cache[name] = tf.function(function, input_signature=input_signature)
+            cache[name] = tf.function(function, input_signature=input_signature,
+                                      jit_compile=jit_compile)
         return cache[name]
 
 

@@ -169,8 +169,12 @@ class GPT(LanguageModel):
         """One preallocated `[B, 2, length, H, d]` key/value cache per block."""
         return [block.attention.init_cache(batch_size, length) for block in self.blocks]
 
-    def decode_tokens(self, token_ids, index, state):
-        """Reads `token_ids` at positions `index...` with the caches; next-token logits."""
+    #: Decoding compiles with XLA (see `LanguageModel.generate`): 1.5-2x faster here.
+    decode_with_xla = True
+
+    def decode_tokens(self, token_ids, index, state, last_index=None):
+        """Reads `token_ids` at positions `index...` with the caches; next-token logits
+        after the last token, or after `token_ids[:, last_index]`."""
         x = self.token_embedding(token_ids)
         if self.position_layer is not None:
             x = x + self.position_layer(x, start_index=index)
@@ -178,7 +182,8 @@ class GPT(LanguageModel):
         for block, cache in zip(self.blocks, state):
             x, cache = block(x, cache=cache, cache_index=index, training=False)
             caches.append(cache)
-        last = self.final_norm(x[:, -1:, :])
+        last = x[:, -1:, :] if last_index is None else keras.ops.take(x, last_index, axis=1)[:, None]
+        last = self.final_norm(last)
         return self.token_embedding(last, reverse=True)[:, 0, :], caches
 
     def get_config(self):

@@ -121,8 +121,14 @@ class LSTMLanguageModel(LanguageModel):
         zeros = keras.ops.zeros((batch_size, self.hidden_dim), self.compute_dtype)
         return [[zeros, zeros] for _ in range(self.num_layers)]
 
-    def decode_tokens(self, token_ids, index, state):
-        """Runs `token_ids` on from the carried states; next-token logits and new states."""
+    def decode_tokens(self, token_ids, index, state, last_index=None):
+        """Runs `token_ids` on from the carried states; next-token logits and new states.
+
+        The states are those after the last token, so `last_index` is refused.
+        """
+        if last_index is not None:
+            raise ValueError("An LSTM's states follow its last token; `last_index` is not "
+                             "supported.")
         logits, states = self(token_ids, initial_states=state, return_states=True,
                               training=False)
         return logits[:, -1, :], [list(pair) for pair in states]
