@@ -1,7 +1,7 @@
 """Train a small GPT on Shakespeare's plays, report held-out loss, sample, save.
 
     python examples/train_gpt.py --quick          # a few minutes on 2 CPU cores
-    python examples/train_gpt.py                  # the default run (~20 minutes)
+    python examples/train_gpt.py                  # the default run (~10-15 minutes)
     python examples/train_gpt.py --corpus my_texts/   # your own .txt files
 
 Held-out loss is measured on whole plays the model never saw (the corpus is

@@ -48,6 +48,7 @@ def _history(run):
         return {int(row["epoch"]): row for row in csv.DictReader(file)}
 
 
+@pytest.mark.slow
 def test_train_then_generate_end_to_end(tmp_path, corpus):
     run = tmp_path / "run"
     result = _run(_train_arguments(corpus, run), cwd=tmp_path)
@@ -87,6 +88,7 @@ def test_train_then_generate_end_to_end(tmp_path, corpus):
     assert sorted(_history(run)) == [0, 1]  # nothing trained twice
 
 
+@pytest.mark.slow
 def test_a_run_killed_after_its_first_checkpoint_resumes_exactly(tmp_path, corpus):
     """SIGKILL mid-run; the same command continues from the last checkpoint, and its
     later epochs' losses equal those of a run that was never interrupted."""
@@ -133,6 +135,7 @@ def test_a_run_killed_after_its_first_checkpoint_resumes_exactly(tmp_path, corpu
         json.loads((reference / "metrics.json").read_text())["validation_loss"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_other_settings_do_not_resume_a_run(tmp_path, corpus):
     run = tmp_path / "run"
     assert _run(_train_arguments(corpus, run, steps=10), cwd=tmp_path).returncode == 0

@@ -76,7 +76,8 @@ def _load_in_fresh_process(path, tmp_path):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="module", params=["gpt", "lstm"])
+@pytest.fixture(scope="module", params=[
+    "gpt", pytest.param("lstm", marks=pytest.mark.slow)])
 def exported(request, tmp_path_factory):
     keras.utils.set_random_seed(7)
     tokenizer = CharacterTokenizer.from_texts([TEXT])

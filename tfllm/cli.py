@@ -29,58 +29,31 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _argument_type(convert, accept, expected):
+    """An argparse `type`: `convert(text)`, refused unless `accept(value)`."""
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _non_negative_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def _probability(text):
-    value = _positive_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
-    return value
-
-
-def _dropout(text):
-    value = _non_negative_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1), got {text!r}")
-    return value
+_positive_int = _argument_type(int, lambda value: value >= 1, "a positive integer")
+_non_negative_int = _argument_type(int, lambda value: value >= 0, "an integer >= 0")
+_positive_float = _argument_type(
+    float, lambda value: math.isfinite(value) and value > 0, "a positive number")
+_non_negative_float = _argument_type(
+    float, lambda value: math.isfinite(value) and value >= 0, "a number >= 0")
+_probability = _argument_type(
+    float, lambda value: math.isfinite(value) and 0 < value <= 1, "a number in (0, 1]")
+_dropout = _argument_type(
+    float, lambda value: math.isfinite(value) and 0 <= value < 1, "a rate in [0, 1)")
 
 
 def build_parser():
@@ -115,7 +88,7 @@ def build_parser():
                       help="the kind of model")
     what.add_argument("--size", choices=sizes, default="quick",
                       help="a preset of model and training settings: tiny (seconds), quick "
-                           "(minutes), default (~20 minutes on 2 CPU cores)")
+                           "(minutes), default (10-20 minutes on 2 CPU cores)")
     what.add_argument("--layers", type=_positive_int, help="override the number of layers")
     what.add_argument("--heads", type=_positive_int, help="override attention heads (gpt)")
     what.add_argument("--width", type=_positive_int, help="override the hidden width")

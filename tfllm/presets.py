@@ -3,7 +3,7 @@
 `PRESETS[kind][size]` is `{"model": {...}, "training": {...}}`: keyword
 arguments of the model class and of `TrainingConfig`. `tiny` runs in seconds
 (tests, smoke runs), `quick` in a few minutes (the quickstart), `default` in
-about 20 minutes (the figures in the README).
+10-20 minutes (the figures in the README).
 """
 
 import copy
@@ -22,7 +22,7 @@ PRESETS = {
         },
         "default": {
             "model": {"num_layers": 4, "num_heads": 4, "hidden_dim": 128, "max_length": 128},
-            "training": {"steps": 1800, "steps_per_epoch": 150, "batch_size": 32,
+            "training": {"steps": 2800, "steps_per_epoch": 200, "batch_size": 32,
                          "sequence_length": 128, "peak_learning_rate": 3e-3,
                          "warmup_steps": 100},
         },
