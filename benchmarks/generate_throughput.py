@@ -1,191 +1,582 @@
-"""Generation speed: tfllm's cached GPT decoder against KerasHub's GPT2CausalLM, and the
-exported SavedModel against the in-process model.
+"""Generation throughput of tfllm's GPT against KerasHub's GPT2CausalLM, and of the export.
 
 What it measures
-    Both models have the same shape (4 layers, 4 heads, width 256, feed-forward 1024,
-    vocabulary 512, 512 positions) and random weights (nothing is downloaded). Each
-    generates greedily from an 8-token prompt up to 128 or 512 positions, for a batch of 1
-    and of 8 prompts:
+    The same GPT-2-shaped decoder (same layers, heads, width, feed-forward
+    width and vocabulary; random weights, nothing is downloaded) generates
+    greedily from a random `--prompt-length`-token prompt until the sequence
+    holds P positions, for a batch of B prompts. Each case is one (B, P)
+    pair; by default batch 1 and 8, at 128 and 512 positions. Contenders:
 
-        tfllm      GPT.generate(prompt, max_new_tokens=N, temperature=0)
-        KerasHub   GPT2CausalLM.generate({"token_ids", "padding_mask"}) with the "greedy"
-                   sampler and no preprocessor; it generates up to the padded length
+        tfllm GPT             `model.generate(prompt_ids, max_new_tokens=P - prompt,
+                              temperature=0.0)` with int32 prompt ids [B, prompt];
+                              it returns the [B, P] ids, prompt included
+        KerasHub GPT2         `GPT2CausalLM(backbone, preprocessor=None)` compiled with
+                              `sampler="greedy"`, called as `generate({"token_ids",
+                              "padding_mask"}, stop_token_ids=None)`: token_ids is
+                              [B, P] with the prompt first, padding_mask is True over
+                              the prompt only, and KerasHub fills every position after
+                              it (it generates up to the padded length)
+        KerasHub GPT2 + XLA   the same, compiled with jit_compile=True
 
-    Every contender is called once to compile, then the script runs `--rounds` rounds; in
-    each round every contender generates once, in an order that rotates from round to
-    round, so slow and fast minutes of a shared machine fall on all alike. Figures are
-    medians.
+    KerasHub wraps `generate_step` in a `tf.function` whose `jit_compile` is
+    the model's: with `compile(jit_compile="auto")`, its default, Keras turns
+    XLA off on a machine without an accelerator, so the plain contender is
+    what a KerasHub user gets on a CPU, and the "+ XLA" one is its best.
+    Both KerasHub contenders start from the same seed, so they hold the same
+    weights and must produce the same tokens (the script checks it).
 
-    Then the same prompt through the export: `tfllm.export.export_model` of a GPT with a
-    character vocabulary, loaded with `tf.saved_model.load` and called through its
-    `generate` signature (greedy, 128 new tokens), against `generate_text` in process.
+    Every contender is called once per case before timing (the first call
+    traces, and with XLA compiles, a function for that shape). Then the
+    script runs `--rounds` rounds; in each round every (case, contender)
+    pair generates once, in an order that rotates from round to round, so
+    slow and fast minutes of a noisy machine fall on all of them alike.
+
+    Then, if `tfllm.export` is importable: a GPT with a character vocabulary
+    is exported with `tfllm.export.export_model`, loaded back with
+    `tf.saved_model.load` and called through its `generate` signature
+    (greedy, batch 1, `--export-new-tokens` new tokens), against
+    `tfllm.generation.generate_text` on the same prompt in this process,
+    in the same warm-up-then-rotating-rounds way.
 
 How to run
-    PYTHONPATH=. python benchmarks/generate_throughput.py            # ~5 minutes on 2 cores
-    PYTHONPATH=. python benchmarks/generate_throughput.py --quick    # one batch, 128 positions
+    PYTHONPATH=. python benchmarks/generate_throughput.py           # 4 cases: ~5.5 min, 2 cores
+    PYTHONPATH=. python benchmarks/generate_throughput.py --quick   # sanity run: ~1 min
+    PYTHONPATH=. python benchmarks/generate_throughput.py --cases 1x128,1x512 --no-keras-hub-xla
+    PYTHONPATH=. python benchmarks/generate_throughput.py --json runs/generate.json
+
+    A case is BATCHxPOSITIONS. Progress goes to stderr; the tables go to stdout.
 
 How to read the numbers
-    tokens/s   new tokens per second, summed over the batch
-    ms/step    median time of one generated position (a step produces B tokens)
-    ratio      tfllm tokens/s / KerasHub tokens/s in the same case
-    512/128    per-step time at 512 positions over that at 128 (1.0: the step does not
-               grow with the sequence)
+    call ms       median wall time of one generate call, prompt reading
+                  (prefill) included; the call returns NumPy arrays, so the
+                  work has finished.
+    IQR %         spread of the call times: (p75 - p25) / median.
+    ms/step       call ms / new tokens: the time per generated position (a
+                  step produces B tokens, one per row).
+    tokens/s      new tokens per second summed over the batch:
+                  B x new tokens / call time.
+
+    Ratios are tfllm tokens/s divided by KerasHub tokens/s in the same case:
+    above 1 tfllm generates faster. The range next to each ratio is the lowest
+    and highest ratio over the rounds, a guide to how much the machine's noise
+    moves it. "ms/step 512 / 128" is a library's ms/step at the longer case
+    over the shorter one (same batch): 1.0 means a step costs the same however
+    long the sequence already is; a decoder without a key/value cache grows
+    about linearly with the positions.
+
+    The export table gives the exported signature's and the in-process call's
+    medians; "exported / in-process" above 1 means the SavedModel is slower.
 """
 
 import argparse
+import contextlib
+import json
 import os
+import platform
 import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-SHAPE = {"vocabulary_size": 512, "num_layers": 4, "num_heads": 4, "hidden_dim": 256,
-         "intermediate_dim": 1024}
-MAX_LENGTH = 512
-PROMPT_LENGTH = 8
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Hides what C++ writes to stderr (file descriptor 2) inside the block.
+
+    TensorFlow's CUDA probes log before absl logging is set up, so
+    TF_CPP_MIN_LOG_LEVEL cannot silence them. Python exceptions raised in the
+    block still show: they are printed after stderr is restored.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+with quiet_native_stderr():
+    import numpy as np
+    import tensorflow as tf
+    import keras
+    import keras_hub
+
+    tf.constant(0.0).numpy()  # creates the devices, where the CUDA probe logs once more
+
+# KerasHub's generate_step is one tf.function retraced per input shape (one per case);
+# TensorFlow's Python logger would warn about that "excessive retracing".
+tf.get_logger().setLevel("ERROR")
+
+try:
+    from tfllm.models import GPT
+except ImportError:
+    # Run from a checkout without PYTHONPATH: the repository root is one level up.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tfllm.models import GPT
+
+from tfllm.data import CharacterTokenizer  # noqa: E402
+from tfllm.generation import generate_text  # noqa: E402
+
+DEFAULT_CASES = "1x128,1x512,8x128,8x512"
+QUICK_CASES = "1x128,8x128"
+EXPORT_TEXT = (
+    "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
+    "All:\nSpeak, speak.\n\n"
+    "First Citizen:\nYou are all resolved rather to die than to famish?\n\n"
+    "ROMEO:\nBut, soft! what light through yonder window breaks?\n"
+    "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?\n"
+)
+EXPORT_PROMPT = "ROMEO:\n"
+
+
+def parse_cases(text):
+    """"1x128,8x512" -> [(1, 128), (8, 512)]."""
+    cases = []
+    for item in text.split(","):
+        try:
+            batch, positions = (int(part) for part in item.strip().lower().split("x"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"a case is BATCHxPOSITIONS, e.g. 8x512; got {item!r}") from None
+        if batch < 1 or positions < 1:
+            raise argparse.ArgumentTypeError(f"batch and positions must be positive: {item!r}")
+        if (batch, positions) not in cases:
+            cases.append((batch, positions))
+    return cases
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    shape = parser.add_argument_group("model shape (same for every contender)")
+    shape.add_argument("--num-layers", type=int, default=4, help="Transformer blocks")
+    shape.add_argument("--num-heads", type=int, default=4, help="attention heads")
+    shape.add_argument("--hidden-dim", type=int, default=256, help="model width D")
+    shape.add_argument("--intermediate-dim", type=int, default=1024, help="feed-forward width")
+    shape.add_argument("--vocabulary-size", type=int, default=512, help="token ids V")
+    shape.add_argument("--max-length", type=int, default=512,
+                       help="positions the models accept (raised to the longest case)")
+    work = parser.add_argument_group("what is generated")
+    work.add_argument("--cases", type=parse_cases, default=DEFAULT_CASES,
+                      help=f"comma-separated BATCHxPOSITIONS cases (--quick: {QUICK_CASES})")
+    work.add_argument("--prompt-length", type=int, default=8, help="prompt tokens per row")
+    work.add_argument("--no-keras-hub-xla", action="store_true",
+                      help="skip the KerasHub contender compiled with XLA")
+    work.add_argument("--no-export", action="store_true",
+                      help="skip the exported SavedModel vs in-process comparison")
+    work.add_argument("--export-new-tokens", type=int, default=128,
+                      help="new tokens per call in the export comparison (batch 1)")
+    run = parser.add_argument_group("measurement")
+    run.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    run.add_argument("--warmup", type=int, default=1,
+                     help="untimed calls per contender and case before round 1")
+    run.add_argument("--quick", action="store_true",
+                     help=f"sanity run: 2 rounds, cases {QUICK_CASES}")
+    run.add_argument("--seed", type=int, default=1234, help="weights and prompts")
+    run.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds = min(args.rounds, 2)
+        if args.cases == parse_cases(DEFAULT_CASES):  # --cases not given
+            args.cases = parse_cases(QUICK_CASES)
+    for name in ("num_layers", "num_heads", "hidden_dim", "intermediate_dim", "vocabulary_size",
+                 "max_length", "prompt_length", "export_new_tokens", "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.warmup < 1:
+        parser.error("--warmup must be at least 1: the first call traces and compiles")
+    if args.hidden_dim % args.num_heads:
+        parser.error("--hidden-dim must be divisible by --num-heads")
+    if args.vocabulary_size < 2:
+        parser.error("--vocabulary-size must be at least 2 (id 0 is tfllm's padding)")
+    for batch, positions in args.cases:
+        if positions <= args.prompt_length:
+            parser.error(f"case {batch}x{positions}: positions must exceed the prompt "
+                         f"({args.prompt_length} tokens)")
+    args.max_length = max([args.max_length] + [p for _, p in args.cases])
+    if args.export_new_tokens >= args.max_length:
+        parser.error("--export-new-tokens must be smaller than the max length")
+    return args
 
 
 def log(message):
     print(message, file=sys.stderr, flush=True)
 
 
-def build_tfllm():
-    from tfllm.models import GPT
+def median(values):
+    return statistics.median(values)
 
-    model = GPT(max_length=MAX_LENGTH, **SHAPE)
+
+def interquartile_fraction(values):
+    if len(values) < 2:
+        return 0.0
+    p25, p75 = np.percentile(values, [25, 75])
+    return float((p75 - p25) / np.median(values))
+
+
+def case_name(case):
+    return f"B={case[0]}, {case[1]} pos"
+
+
+class Contender:
+    """One generate call, for one model and one case, and the times measured for it."""
+
+    def __init__(self, name, library, case, call, label=None):
+        self.name, self.library, self.case, self.call = name, library, case, call
+        self.label = label or f"{name}, {case_name(case)}"
+        self.times = []  # seconds per call, one per round
+
+    def run(self):
+        start = time.perf_counter()
+        self.last_output = self.call()  # NumPy: the generation has finished
+        return time.perf_counter() - start
+
+
+def build_tfllm(args):
+    keras.utils.set_random_seed(args.seed)
+    model = GPT(
+        vocabulary_size=args.vocabulary_size,
+        max_length=args.max_length,
+        num_layers=args.num_layers,
+        num_heads=args.num_heads,
+        hidden_dim=args.hidden_dim,
+        intermediate_dim=args.intermediate_dim,
+        dropout=0.0,
+        position_encoding="learned",
+    )
     model.build((None, None))
     return model
 
 
-def build_keras_hub():
-    import keras_hub
-
+def build_keras_hub(args, xla):
+    keras.utils.set_random_seed(args.seed + 1)  # the same weights for both KerasHub contenders
     backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=SHAPE["vocabulary_size"], num_layers=SHAPE["num_layers"],
-        num_heads=SHAPE["num_heads"], hidden_dim=SHAPE["hidden_dim"],
-        intermediate_dim=SHAPE["intermediate_dim"], max_sequence_length=MAX_LENGTH)
+        vocabulary_size=args.vocabulary_size,
+        num_layers=args.num_layers,
+        num_heads=args.num_heads,
+        hidden_dim=args.hidden_dim,
+        intermediate_dim=args.intermediate_dim,
+        max_sequence_length=args.max_length,
+        dropout=0.0,
+    )
     causal_lm = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
-    causal_lm.compile(sampler="greedy")
+    # generate() wraps generate_step in tf.function(jit_compile=model.jit_compile).
+    causal_lm.compile(sampler="greedy", jit_compile=True if xla else "auto")
+    if bool(causal_lm.jit_compile) != xla:
+        log(f"note: KerasHub resolved jit_compile to {causal_lm.jit_compile} (asked xla={xla})")
     return causal_lm
 
 
-def contenders(tfllm_model, keras_hub_model, batch_size, positions):
-    rng = np.random.default_rng(0)
-    prompt = rng.integers(1, SHAPE["vocabulary_size"], size=(batch_size, PROMPT_LENGTH))
-    prompt = prompt.astype("int32")
-    new_tokens = positions - PROMPT_LENGTH
-    token_ids = np.zeros((batch_size, positions), "int32")
-    token_ids[:, :PROMPT_LENGTH] = prompt
+def make_calls(args, case, tfllm_model, keras_hub_models):
+    """The contenders' generate calls for one (batch, positions) case."""
+    batch_size, positions = case
+    prompt_length, new_tokens = args.prompt_length, positions - args.prompt_length
+    rng = np.random.default_rng([args.seed, batch_size, positions])
+    # Ids from 1: 0 is tfllm's padding id, which its decoder never generates.
+    prompt_ids = rng.integers(1, args.vocabulary_size, (batch_size, prompt_length)).astype(np.int32)
+    token_ids = np.zeros((batch_size, positions), np.int32)
+    token_ids[:, :prompt_length] = prompt_ids
     padding_mask = np.zeros((batch_size, positions), bool)
-    padding_mask[:, :PROMPT_LENGTH] = True
+    padding_mask[:, :prompt_length] = True
 
-    def run_tfllm():
-        output = tfllm_model.generate(prompt, max_new_tokens=new_tokens, temperature=0)
-        assert output.shape == (batch_size, positions), output.shape
+    def tfllm_call():
+        output = tfllm_model.generate(prompt_ids, max_new_tokens=new_tokens, temperature=0.0)
+        return np.asarray(output)
 
-    def run_keras_hub():
-        output = keras_hub_model.generate(
-            {"token_ids": token_ids, "padding_mask": padding_mask}, stop_token_ids=None)
-        assert np.asarray(output["token_ids"]).shape == (batch_size, positions)
+    def keras_hub_call(causal_lm):
+        def call():
+            output = causal_lm.generate(
+                {"token_ids": token_ids, "padding_mask": padding_mask}, stop_token_ids=None)
+            return np.asarray(output["token_ids"])
+        return call
 
-    return {"tfllm": run_tfllm, "KerasHub": run_keras_hub}
+    calls = [("tfllm GPT", "tfllm", tfllm_call)]
+    for name, causal_lm in keras_hub_models:
+        calls.append((name, "KerasHub", keras_hub_call(causal_lm)))
+    return [Contender(name, library, case, call) for name, library, call in calls], prompt_ids
 
 
-def measure(functions, rounds, label):
-    """Median seconds per call of each function, interleaved in rotating order."""
-    names = list(functions)
-    for name in names:
-        log(f"  {label}: compiling {name} ...")
-        functions[name]()
-    times = {name: [] for name in names}
+def check_outputs(contenders, prompt_ids, case):
+    """Every contender returned [B, positions] ids starting with the prompt."""
+    batch_size, positions = case
+    keras_hub_outputs = []
+    for contender in contenders:
+        output = contender.last_output
+        if output.shape != (batch_size, positions):
+            raise SystemExit(f"{contender.name}, {case_name(case)}: output shape {output.shape}, "
+                             f"expected {(batch_size, positions)}")
+        if not np.array_equal(output[:, : prompt_ids.shape[1]], prompt_ids):
+            raise SystemExit(f"{contender.name}, {case_name(case)}: the prompt was not kept")
+        if contender.library == "tfllm" and (output[:, prompt_ids.shape[1]:] == 0).any():
+            log(f"warning: tfllm GPT, {case_name(case)}: padding in the output; it stopped "
+                "early, and tokens/s counts tokens it did not generate")
+        if contender.library == "KerasHub":
+            keras_hub_outputs.append(output)
+    if len(keras_hub_outputs) == 2 and not np.array_equal(*keras_hub_outputs):
+        differ = int((keras_hub_outputs[0] != keras_hub_outputs[1]).sum())
+        log(f"note: KerasHub with and without XLA differ in {differ} tokens at "
+            f"{case_name(case)} (float rounding near a tie can flip a greedy choice)")
+
+
+def run_rounds(contenders, rounds):
+    """Times each contender once per round, in an order rotating by one each round."""
     for round_index in range(rounds):
-        order = names[round_index % len(names):] + names[: round_index % len(names)]
-        for name in order:
-            start = time.perf_counter()
-            functions[name]()
-            times[name].append(time.perf_counter() - start)
-        log(f"  {label}: round {round_index + 1}/{rounds}")
-    return {name: statistics.median(values) for name, values in times.items()}
+        shift = round_index % len(contenders)
+        for contender in contenders[shift:] + contenders[:shift]:
+            seconds = contender.run()
+            contender.times.append(seconds)
+            log(f"round {round_index + 1}/{rounds}  {contender.label:<36} "
+                f"{seconds * 1e3:9.1f} ms/call")
 
 
-def export_comparison(rounds):
-    """(exported seconds, in-process seconds) for one greedy prompt, 128 new tokens."""
-    from tfllm.data import CharacterTokenizer
-    from tfllm.export import export_model
-    from tfllm.generation import generate_text
-    from tfllm.models import GPT
+def warm_up(contender, count):
+    start = time.perf_counter()
+    for _ in range(count):
+        contender.run()
+    log(f"warm-up  {contender.label:<36} {count} call(s) in "
+        f"{time.perf_counter() - start:6.1f} s")
 
-    text = "".join(chr(code) for code in range(32, 127)) + "\n"
-    tokenizer = CharacterTokenizer.from_texts([text])
-    model = GPT(vocabulary_size=tokenizer.vocabulary_size, max_length=MAX_LENGTH,
-                **{key: value for key, value in SHAPE.items() if key != "vocabulary_size"})
+
+def ratio_summary(numerator, denominator):
+    """Speed of `numerator` over `denominator` (time ratio inverted), and its range per round."""
+    per_round = [d / n for n, d in zip(numerator.times, denominator.times)]
+    return {
+        "numerator": numerator.name,
+        "denominator": denominator.name,
+        "case": list(numerator.case),
+        "ratio": median(denominator.times) / median(numerator.times),
+        "round_min": min(per_round),
+        "round_max": max(per_round),
+    }
+
+
+def export_comparison(args):
+    """Exported `generate` signature vs `generate_text` in process; None when skipped."""
+    try:
+        from tfllm.export import export_model
+    except ImportError as error:
+        log(f"export comparison skipped: tfllm.export cannot be imported ({error})")
+        return None
+
+    tokenizer = CharacterTokenizer.from_texts([EXPORT_TEXT])
+    keras.utils.set_random_seed(args.seed)
+    model = GPT(
+        vocabulary_size=tokenizer.vocabulary_size,
+        max_length=args.max_length,
+        num_layers=args.num_layers,
+        num_heads=args.num_heads,
+        hidden_dim=args.hidden_dim,
+        intermediate_dim=args.intermediate_dim,
+        dropout=0.0,
+    )
     model.build((None, None))
-    prompt = "ROMEO:\n"
-    with tempfile.TemporaryDirectory() as directory:
-        path = export_model(model, tokenizer, os.path.join(directory, "gpt"), max_new_tokens=128)
-        served = tf.saved_model.load(str(path)).signatures["generate"]
-        options = {"max_new_tokens": tf.constant(128), "temperature": tf.constant(0.0),
-                   "top_k": tf.constant(0), "top_p": tf.constant(1.0), "seed": tf.constant(0)}
-        expected = generate_text(model, tokenizer, prompt, 128, temperature=0)
-        got = served(prompts=tf.constant([prompt]), **options)["text"].numpy()[0].decode()
-        if got != expected:
-            log("  warning: the export's text differs from the in-process text")
-        medians = measure({
-            "exported": lambda: served(prompts=tf.constant([prompt]), **options)["text"].numpy(),
-            "in-process": lambda: generate_text(model, tokenizer, prompt, 128, temperature=0),
-        }, rounds, "export")
-    return medians["exported"], medians["in-process"]
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per case")
-    parser.add_argument("--quick", action="store_true", help="batch 1, 128 positions only")
-    parser.add_argument("--no-export", action="store_true", help="skip the SavedModel part")
-    args = parser.parse_args()
-    keras.utils.set_random_seed(1)
-
-    cases = [(1, 128)] if args.quick else [(1, 128), (1, 512), (8, 128), (8, 512)]
-    tfllm_model, keras_hub_model = build_tfllm(), build_keras_hub()
-    results = {}
-    for batch_size, positions in cases:
-        label = f"batch {batch_size}, {positions} positions"
-        medians = measure(contenders(tfllm_model, keras_hub_model, batch_size, positions),
-                          args.rounds, label)
-        steps = positions - PROMPT_LENGTH
-        results[(batch_size, positions)] = {
-            name: {"tokens_per_second": steps * batch_size / seconds,
-                   "ms_per_step": 1000 * seconds / steps}
-            for name, seconds in medians.items()
+    new_tokens = args.export_new_tokens
+    with tempfile.TemporaryDirectory(prefix="generate_throughput_") as directory:
+        start = time.perf_counter()
+        with quiet_native_stderr():
+            version_directory = export_model(model, tokenizer, os.path.join(directory, "gpt"))
+            served = tf.saved_model.load(str(version_directory)).signatures["generate"]
+        log(f"export   wrote and loaded {version_directory} in "
+            f"{time.perf_counter() - start:6.1f} s")
+        options = {
+            "max_new_tokens": tf.constant(new_tokens, tf.int32),
+            "temperature": tf.constant(0.0, tf.float32),
+            "top_k": tf.constant(0, tf.int32),
+            "top_p": tf.constant(1.0, tf.float32),
+            "seed": tf.constant(0, tf.int32),
         }
+        prompts = tf.constant([EXPORT_PROMPT])
 
-    print(f"Greedy generation, {SHAPE}, prompt {PROMPT_LENGTH} tokens, medians of "
-          f"{args.rounds} rounds")
-    print(f"{'case':<24}{'tfllm tok/s':>13}{'KerasHub tok/s':>16}{'ratio':>8}"
-          f"{'tfllm ms/step':>15}{'KerasHub ms/step':>18}")
-    for (batch_size, positions), figures in results.items():
-        ours, theirs = figures["tfllm"], figures["KerasHub"]
-        print(f"{f'batch {batch_size}, {positions} pos':<24}{ours['tokens_per_second']:>13.0f}"
-              f"{theirs['tokens_per_second']:>16.0f}"
-              f"{ours['tokens_per_second'] / theirs['tokens_per_second']:>8.2f}"
-              f"{ours['ms_per_step']:>15.2f}{theirs['ms_per_step']:>18.2f}")
-    for batch_size in (1, 8):
-        if (batch_size, 128) in results and (batch_size, 512) in results:
-            growth = {name: results[(batch_size, 512)][name]["ms_per_step"]
-                      / results[(batch_size, 128)][name]["ms_per_step"]
-                      for name in ("tfllm", "KerasHub")}
-            print(f"per-step time 512/128 positions, batch {batch_size}: "
-                  f"tfllm {growth['tfllm']:.2f}, KerasHub {growth['KerasHub']:.2f}")
-    if not args.no_export:
-        exported, in_process = export_comparison(args.rounds)
-        print(f"export vs in-process, batch 1, 128 new tokens: {exported * 1000:.0f} ms vs "
-              f"{in_process * 1000:.0f} ms, ratio {exported / in_process:.2f}")
+        def exported_call():
+            return served(prompts=prompts, **options)["text"].numpy()[0].decode("utf-8")
+
+        def in_process_call():
+            return generate_text(model, tokenizer, EXPORT_PROMPT, max_new_tokens=new_tokens,
+                                 temperature=0.0)
+
+        case = (1, len(EXPORT_PROMPT) + new_tokens)
+        contenders = [
+            Contender("exported SavedModel", "export", case, exported_call,
+                      label="export: exported SavedModel"),
+            Contender("in-process generate_text", "tfllm", case, in_process_call,
+                      label="export: in-process generate_text"),
+        ]
+        for contender in contenders:
+            warm_up(contender, args.warmup)
+        exported, in_process = (c.last_output for c in contenders)
+        if exported != in_process:
+            log("warning: the exported text differs from the in-process text "
+                f"({exported[:40]!r}... vs {in_process[:40]!r}...)")
+        run_rounds(contenders, args.rounds)
+    rows = [{
+        "name": c.name,
+        "call_ms_median": median(c.times) * 1e3,
+        "call_iqr_fraction": interquartile_fraction(c.times),
+        "ms_per_token": median(c.times) * 1e3 / new_tokens,
+        "tokens_per_second": new_tokens / median(c.times),
+        "call_ms": [t * 1e3 for t in c.times],
+    } for c in contenders]
+    # Time ratio exported / in-process: the inverse of the speed ratio.
+    speed = ratio_summary(contenders[1], contenders[0])
+    return {
+        "prompt": EXPORT_PROMPT,
+        "new_tokens": new_tokens,
+        "vocabulary_size": tokenizer.vocabulary_size,
+        "texts_equal": exported == in_process,
+        "rows": rows,
+        "exported_over_in_process": speed["ratio"],
+        "round_min": speed["round_min"],
+        "round_max": speed["round_max"],
+    }
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    wall_start = time.perf_counter()
+    log(f"tensorflow {tf.__version__}, keras {keras.__version__}, "
+        f"keras-hub {keras_hub.__version__}, {os.cpu_count()} CPUs")
+    log(f"shape: {args.num_layers} layers, {args.num_heads} heads, width {args.hidden_dim}, "
+        f"feed-forward {args.intermediate_dim}, vocabulary {args.vocabulary_size}, "
+        f"max length {args.max_length}; prompt {args.prompt_length} tokens; cases "
+        + ", ".join(f"{b}x{p}" for b, p in args.cases))
+
+    tfllm_model = build_tfllm(args)
+    keras_hub_models = [("KerasHub GPT2", build_keras_hub(args, xla=False))]
+    if not args.no_keras_hub_xla:
+        keras_hub_models.append(("KerasHub GPT2 + XLA", build_keras_hub(args, xla=True)))
+
+    by_case = {}
+    for case in args.cases:
+        contenders, prompt_ids = make_calls(args, case, tfllm_model, keras_hub_models)
+        for contender in contenders:
+            warm_up(contender, args.warmup)
+        check_outputs(contenders, prompt_ids, case)
+        by_case[case] = contenders
+
+    # Every (case, contender) pair is one burst of the rotation.
+    everything = [c for contenders in by_case.values() for c in contenders]
+    run_rounds(everything, args.rounds)
+
+    rows = []
+    for case, contenders in by_case.items():
+        batch_size, positions = case
+        new_tokens = positions - args.prompt_length
+        for c in contenders:
+            call = median(c.times)
+            rows.append({
+                "name": c.name,
+                "library": c.library,
+                "batch_size": batch_size,
+                "positions": positions,
+                "new_tokens": new_tokens,
+                "call_ms_median": call * 1e3,
+                "call_iqr_fraction": interquartile_fraction(c.times),
+                "ms_per_step": call * 1e3 / new_tokens,
+                "tokens_per_second": batch_size * new_tokens / call,
+                "call_ms": [t * 1e3 for t in c.times],
+            })
+
+    ratios = []
+    for case, contenders in by_case.items():
+        tfllm_contender = contenders[0]
+        for other in contenders[1:]:
+            ratios.append(ratio_summary(tfllm_contender, other))
+
+    growth = []
+    positions_by_batch = {}
+    for batch_size, positions in args.cases:
+        positions_by_batch.setdefault(batch_size, []).append(positions)
+    for batch_size, all_positions in positions_by_batch.items():
+        if len(all_positions) < 2:
+            continue
+        short, long = min(all_positions), max(all_positions)
+        for index, c_long in enumerate(by_case[(batch_size, long)]):
+            c_short = by_case[(batch_size, short)][index]
+            per_step = lambda c: median(c.times) / (c.case[1] - args.prompt_length)  # noqa: E731
+            growth.append({"name": c_long.name, "batch_size": batch_size, "short": short,
+                           "long": long, "ratio": per_step(c_long) / per_step(c_short)})
+
+    export = None if args.no_export else export_comparison(args)
+
+    print()
+    print(f"Greedy generation throughput: {args.num_layers} layers, {args.num_heads} heads, "
+          f"width {args.hidden_dim}, feed-forward {args.intermediate_dim}, "
+          f"V={args.vocabulary_size}, prompt {args.prompt_length} tokens")
+    print(f"{args.rounds} round(s), one call per contender and case per round "
+          f"(after {args.warmup} warm-up call(s)); medians")
+    print()
+    header = (f"{'case':<16} {'contender':<20} {'call ms':>9} {'IQR %':>6} "
+              f"{'ms/step':>8} {'tokens/s':>9}")
+    print(header)
+    print("-" * len(header))
+    previous_case = None
+    for r in rows:
+        case = case_name((r["batch_size"], r["positions"]))
+        print(f"{case if case != previous_case else '':<16} {r['name']:<20} "
+              f"{r['call_ms_median']:9.1f} {100 * r['call_iqr_fraction']:6.1f} "
+              f"{r['ms_per_step']:8.2f} {r['tokens_per_second']:9.0f}")
+        previous_case = case
+    print()
+    print(f"{'ratio (tokens/s)':<16} {'compares':<38} {'value':>6}   per-round range")
+    print("-" * 80)
+    for r in ratios:
+        print(f"{case_name(r['case']):<16} {r['numerator'] + ' / ' + r['denominator']:<38} "
+              f"{r['ratio']:6.2f}   {r['round_min']:5.2f} .. {r['round_max']:.2f}")
+    if growth:
+        print()
+        print(f"{'ms/step long / short':<24} {'contender':<20} {'value':>6}")
+        print("-" * 52)
+        for g in growth:
+            label = f"B={g['batch_size']}, {g['long']} / {g['short']}"
+            print(f"{label:<24} {g['name']:<20} {g['ratio']:6.2f}")
+    if export is not None:
+        print()
+        print(f"Export: batch 1, greedy, {export['new_tokens']} new tokens from "
+              f"{export['prompt']!r} (character vocabulary of {export['vocabulary_size']}); "
+              f"texts {'equal' if export['texts_equal'] else 'DIFFER'}")
+        header = f"{'contender':<26} {'call ms':>9} {'IQR %':>6} {'ms/token':>9} {'tokens/s':>9}"
+        print(header)
+        print("-" * len(header))
+        for r in export["rows"]:
+            print(f"{r['name']:<26} {r['call_ms_median']:9.1f} "
+                  f"{100 * r['call_iqr_fraction']:6.1f} {r['ms_per_token']:9.2f} "
+                  f"{r['tokens_per_second']:9.0f}")
+        print(f"exported / in-process time: {export['exported_over_in_process']:.2f} "
+              f"(per-round range {export['round_min']:.2f} .. {export['round_max']:.2f})")
+    elif not args.no_export:
+        print()
+        print("Export: skipped (tfllm.export is not available)")
+    log(f"total wall time {time.perf_counter() - wall_start:.0f} s")
+
+    if args.json:
+        report = {
+            "config": {k: (v if k != "cases" else [list(c) for c in v])
+                       for k, v in vars(args).items() if k != "json"},
+            "environment": {
+                "tensorflow": tf.__version__,
+                "keras": keras.__version__,
+                "keras_hub": keras_hub.__version__,
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+                "cpu_count": os.cpu_count(),
+            },
+            "contenders": rows,
+            "ratios": ratios,
+            "per_step_growth": growth,
+            "export": export,
+        }
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        log(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.layer_checks import check_layer
 from tfllm.layers import MultiHeadAttention
@@ -191,3 +192,20 @@ def test_cache_index_is_required_with_a_cache(rng):
     layer = MultiHeadAttention(2, 8)
     with pytest.raises(ValueError, match="cache_index"):
         layer(x, x, cache=np.zeros((1, 2, 2, 4, 8), "float32"))
+
+
+def test_decoding_steps_past_a_cache_block_equal_causal_attention(rng):
+    """Steps attend to whole 128-position blocks of a longer cache: same outputs."""
+    x = rng.normal(size=(2, 270, 16)).astype("float32")
+    layer = MultiHeadAttention(2, 8)
+    whole = np.asarray(layer(x, x, use_causal_mask=True))
+    cache = layer.init_cache(2, 300)
+    output, cache = layer(x[:, :120], x[:, :120], cache=cache, cache_index=0)
+    outputs = [np.asarray(output)]
+    step = tf.function(lambda token, cache, index: layer(token, token, cache=cache,
+                                                         cache_index=index))
+    for index in range(120, 270):
+        token = x[:, index : index + 1]
+        output, cache = step(token, cache, tf.constant(index))
+        outputs.append(np.asarray(output))
+    np.testing.assert_allclose(np.concatenate(outputs, axis=1), whole, atol=1e-5)

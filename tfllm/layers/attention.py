@@ -31,6 +31,10 @@ def merge_masks(*masks):
     return merged
 
 
+#: Positions per block of the key/value cache that a decoding step attends to.
+CACHE_WINDOW = 128
+
+
 @keras.saving.register_keras_serializable(package="tfllm")
 class MultiHeadAttention(keras.layers.Layer):
     """Multi-head attention, call-compatible with `keras.layers.MultiHeadAttention`.
@@ -258,11 +262,6 @@ class MultiHeadAttention(keras.layers.Layer):
             key_mask = value_mask = None  # padding comes with `attention_mask`
 
         query_heads = query_heads * ops.cast(1.0 / math.sqrt(self.key_dim), query_heads.dtype)
-        # Contracting over d directly: no transposed copy of the keys (or the cache).
-        scores = ops.einsum("bhtd,bhsd->bhts", query_heads, key_heads)
-        # Softmax in float32: bfloat16 / float16 logits lose too much precision.
-        scores = ops.cast(scores, "float32")
-
         mask = merge_masks(
             attention_mask,
             None if query_mask is None else ops.expand_dims(query_mask, -1),
@@ -272,16 +271,25 @@ class MultiHeadAttention(keras.layers.Layer):
         )
         if mask is not None:
             mask = ops.expand_dims(mask, 1)  # broadcast over heads
-            scores = ops.where(mask, scores, -1e9)
-        probabilities = ops.softmax(scores, axis=-1)
-        if mask is not None:
-            # A fully masked row would otherwise be uniform over padding.
-            probabilities = ops.where(mask, probabilities, 0.0)
-        dropped = self.dropout_layer(
-            ops.cast(probabilities, self.compute_dtype), training=training
-        )
+        cache_length = None if cache is None else cache.shape[3]
+        if (cache_length is not None and query.shape[1] == 1 and not return_attention_scores
+                and cache_length > CACHE_WINDOW):
+            # One decoding step: attend to the smallest window of whole blocks that holds
+            # every position up to the query's; the rest of the cache is masked anyway.
+            windows = list(range(CACHE_WINDOW, cache_length, CACHE_WINDOW)) + [cache_length]
+            block = ops.minimum(ops.cast(cache_index, "int32") // CACHE_WINDOW,
+                                len(windows) - 1)
 
-        context = ops.matmul(dropped, value_heads)  # [B, H, T, dv]
+            def window_attention(width):
+                return lambda: self._attend(
+                    query_heads, key_heads[:, :, :width], value_heads[:, :, :width],
+                    None if mask is None else mask[..., :width], training)[0]
+
+            context = ops.switch(block, [window_attention(width) for width in windows])
+            probabilities = None
+        else:
+            context, probabilities = self._attend(
+                query_heads, key_heads, value_heads, mask, training)
         context = ops.transpose(context, (0, 2, 1, 3))
         batch_size = ops.shape(context)[0]
         context = ops.reshape(context, (batch_size, query_length, self.num_heads * self.value_dim))
@@ -295,6 +303,23 @@ class MultiHeadAttention(keras.layers.Layer):
         if cache is not None:
             outputs += (cache,)
         return outputs if len(outputs) > 1 else output
+
+    def _attend(self, query_heads, key_heads, value_heads, mask, training):
+        """Scaled queries, keys, values `[B, H, L, d]` → `(context [B, H, T, dv], probabilities)`."""
+        # Contracting over d directly: no transposed copy of the keys (or the cache).
+        scores = ops.einsum("bhtd,bhsd->bhts", query_heads, key_heads)
+        # Softmax in float32: bfloat16 / float16 logits lose too much precision.
+        scores = ops.cast(scores, "float32")
+        if mask is not None:
+            scores = ops.where(mask, scores, -1e9)
+        probabilities = ops.softmax(scores, axis=-1)
+        if mask is not None:
+            # A fully masked row would otherwise be uniform over padding.
+            probabilities = ops.where(mask, probabilities, 0.0)
+        dropped = self.dropout_layer(
+            ops.cast(probabilities, self.compute_dtype), training=training
+        )
+        return ops.matmul(dropped, value_heads), probabilities
 
     def init_cache(self, batch_size, max_length, dtype=None):
         """A zero `[B, 2, H, max_length, d]` key/value cache for `call(..., cache=...)`."""
