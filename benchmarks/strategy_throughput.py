@@ -46,29 +46,14 @@ How to read the numbers
 """
 
 import argparse
-import contextlib
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-
-@contextlib.contextmanager
-def quiet_native_stderr():
-    """Hides what C++ writes to stderr (file descriptor 2) inside the block; TensorFlow's
-    CUDA probes log before TF_CPP_MIN_LOG_LEVEL takes effect."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+from timing import interquartile_fraction, log, median, quiet_native_stderr  # noqa: E402
 
 
 with quiet_native_stderr():
@@ -130,10 +115,6 @@ def parse_args(argv=None):
     return args
 
 
-def log(message):
-    print(message, file=sys.stderr, flush=True)
-
-
 class StepTimer(keras.callbacks.Callback):
     """Wall time of each `fit` step, the loss read back so that the step has finished."""
 
@@ -177,17 +158,6 @@ class Contender:
         self.model.fit(self.data, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False,
                        callbacks=[timer])
         return timer.times
-
-
-def median(values):
-    return statistics.median(values)
-
-
-def interquartile_fraction(values):
-    if len(values) < 2:
-        return 0.0
-    p25, p75 = np.percentile(values, [25, 75])
-    return float((p75 - p25) / np.median(values))
 
 
 def ratio_summary(numerator, denominator):

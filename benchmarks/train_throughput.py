@@ -61,35 +61,16 @@ How to read the numbers
 """
 
 import argparse
-import contextlib
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-
-@contextlib.contextmanager
-def quiet_native_stderr():
-    """Hides what C++ writes to stderr (file descriptor 2) inside the block.
-
-    TensorFlow's CUDA probes log before absl logging is set up, so
-    TF_CPP_MIN_LOG_LEVEL cannot silence them. Python exceptions raised in the
-    block still show: they are printed after stderr is restored.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+from timing import interquartile_fraction, log, median, quiet_native_stderr  # noqa: E402
 
 
 with quiet_native_stderr():
@@ -146,10 +127,6 @@ def parse_args(argv=None):
     if args.hidden_dim % args.num_heads:
         parser.error("--hidden-dim must be divisible by --num-heads")
     return args
-
-
-def log(message):
-    print(message, file=sys.stderr, flush=True)
 
 
 class Contender:
@@ -263,17 +240,6 @@ def flops_per_token(model, args):
         lookup += sum(V * D for w in weights if tuple(w.shape) == (V, D))
     matmul_params = params - lookup
     return params, matmul_params, 6 * matmul_params + 12 * args.num_layers * T * D
-
-
-def median(values):
-    return statistics.median(values)
-
-
-def interquartile_fraction(values):
-    if len(values) < 2:
-        return 0.0
-    p25, p75 = np.percentile(values, [25, 75])
-    return float((p75 - p25) / np.median(values))
 
 
 def ratio_summary(numerator, denominator):
