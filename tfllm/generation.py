@@ -73,12 +73,20 @@ def sample_logits(logits, temperature, top_k, top_p, seed):
     """
     logits = tf.cast(logits, tf.float32)
     temperature = tf.cast(temperature, tf.float32)
-    greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
-    scaled = logits / tf.maximum(temperature, 1e-6)
+    # Greedy decoding skips the sort and the draw (a step of the decoding loop).
+    return tf.cond(
+        temperature > 0,
+        lambda: _sample(logits / temperature, top_k, top_p, seed),
+        lambda: tf.argmax(logits, axis=-1, output_type=tf.int32),
+    )
+
+
+def _sample(scaled, top_k, top_p, seed):
+    """Draws from `softmax(scaled)` restricted to the top-k tokens and the top-p nucleus."""
     # Work in probability order: rank 0 is the most likely token.
     order = tf.argsort(scaled, axis=-1, direction="DESCENDING", stable=True)
     sorted_logits = tf.gather(scaled, order, batch_dims=1)
-    ranks = tf.range(tf.shape(logits)[-1])[None, :]
+    ranks = tf.range(tf.shape(scaled)[-1])[None, :]
     top_k = tf.cast(top_k, tf.int32)
     keep = tf.logical_or(top_k <= 0, ranks < top_k)
     probabilities = tf.nn.softmax(tf.where(keep, sorted_logits, _MASKED), axis=-1)
@@ -88,18 +96,7 @@ def sample_logits(logits, temperature, top_k, top_p, seed):
     choice = tf.random.stateless_categorical(
         tf.where(keep, sorted_logits, _MASKED), num_samples=1, seed=seed, dtype=tf.int32
     )
-    sampled = tf.gather(order, choice, batch_dims=1)[:, 0]
-    return tf.where(temperature > 0, sampled, greedy)
-
-
-def sample_next_token(logits, temperature, seed):
-    """`sample_logits` without top-k / top-p limits."""
-    return sample_logits(logits, temperature, 0, 1.0, seed)
-
-
-def step_seed(seed, step):
-    """The `[2]` stateless seed for decoding step `step` of a run seeded `seed`."""
-    return tf.stack([tf.cast(seed, tf.int32), tf.cast(step, tf.int32)])
+    return tf.gather(order, choice, batch_dims=1)[:, 0]
 
 
 def prepare_prompts(token_ids, pad_token_id=0):
@@ -205,20 +202,22 @@ def decode(model, prompt_ids, lengths, max_new_tokens, temperature, top_k, top_p
     return sequences, ends, stopped
 
 
-def round_up(value, multiple, limit=None):
-    """`value` rounded up to a multiple of `multiple`, at most `limit` (but >= `value`)."""
-    rounded = -(-value // multiple) * multiple
-    return rounded if limit is None else max(min(rounded, limit), value)
-
-
 def compiled_decode_shapes(prompt_length, new_tokens, max_length=None):
     """`(prompt block, sequence length)` for `decode(..., positions=...)` under XLA.
 
     Both are rounded up (to 16 and 64 tokens) so that XLA compiles a few
-    shapes, not one per prompt length; each is at most `max_length`.
+    shapes, not one per prompt length; each is at most `max_length` but never
+    less than what it must hold. Scalar tensors (Python ints work too).
     """
-    total = round_up(prompt_length + new_tokens, 64, max_length)
-    return round_up(prompt_length, 16, total), total
+    total = _round_up(prompt_length + new_tokens, 64, max_length)
+    return _round_up(prompt_length, 16, total), total
+
+
+def _round_up(value, multiple, limit):
+    rounded = (value + multiple - 1) // multiple * multiple
+    if limit is not None:
+        rounded = tf.minimum(rounded, limit)
+    return tf.maximum(rounded, value)
 
 
 def _without_padding(logits, pad_token_id):
@@ -352,7 +351,8 @@ def stream_tokens(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=0, t
             return model.decode_tokens(tokens, tf.constant(0, tf.int32), state)
 
         def step(index, state, temperature, top_k, top_p, seed):
-            choice = sample_logits(state[0], temperature, top_k, top_p, seed)
+            choice = sample_logits(_without_padding(state[0], 0), temperature, top_k, top_p,
+                                   seed)
             logits, new_state = model.decode_tokens(choice[:, None], index, state[1])
             return choice, (logits, new_state)
 
@@ -364,14 +364,12 @@ def stream_tokens(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=0, t
         context = sequence[context_start:]
         size = len(context) + (max_new_tokens - produced) if capacity is None else capacity
         logits, state = prefill(tf.constant([context], tf.int32), tf.constant(size, tf.int32))
-        logits = _without_padding(logits, 0)
         index = len(context)
         while produced < max_new_tokens and (capacity is None or index < capacity):
             token, (logits, state) = step(
                 tf.constant(index, tf.int32), (logits, state),
                 tf.constant(float(temperature)), tf.constant(int(top_k)),
                 tf.constant(float(top_p)), tf.constant([seed, first_step + index], tf.int32))
-            logits = _without_padding(logits, 0)
             token = int(token[0])
             sequence.append(token)
             produced += 1

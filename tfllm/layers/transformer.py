@@ -133,7 +133,7 @@ class TransformerBlock(keras.layers.Layer):
         attention_mask: optional `[B, T, T]` boolean mask.
         training: bool, enables dropout.
         start_index: position of `inputs[:, 0]` (for rotary embeddings).
-        cache: optional `[B, 2, S, H, d]` key/value cache of the attention
+        cache: optional `[B, 2, H, S, d]` key/value cache of the attention
             (causal blocks; see `MultiHeadAttention`), updated at
             `cache_index`; padding then comes as `attention_mask [B, T, S]`.
         cache_index: position of `inputs[:, 0]` when `cache` is given.

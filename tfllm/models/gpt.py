@@ -166,7 +166,7 @@ class GPT(LanguageModel):
         return self.token_embedding(hidden, reverse=True)
 
     def init_decoding_state(self, batch_size, length):
-        """One preallocated `[B, 2, length, H, d]` key/value cache per block."""
+        """One preallocated `[B, 2, H, length, d]` key/value cache per block."""
         return [block.attention.init_cache(batch_size, length) for block in self.blocks]
 
     #: Decoding compiles with XLA (see `LanguageModel.generate`): 1.5-2x faster here.
