@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo demo-lstm test test-fast benchmark clean
+.PHONY: setup demo demo-lstm bert test test-fast benchmark clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,11 @@ demo: setup
 
 demo-lstm: setup
 	$(BIN)/python examples/train_lstm.py --quick
+
+# Pre-train a small BERT, fine-tune it to tell comedy / history / tragedy, compare baselines.
+bert: setup
+	$(BIN)/python examples/pretrain_bert.py --quick
+	$(BIN)/python examples/finetune_classifier.py --quick
 
 # The whole suite (slow tests included); `make test-fast` skips tests marked slow.
 test: setup

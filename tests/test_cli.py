@@ -200,3 +200,36 @@ def test_mirrored_on_two_logical_cpus_with_mixed_precision(tmp_path, corpus):
     assert 0 < metrics["validation_loss"] < 3.5
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["dtype"]["config"]["name"] == "mixed_bfloat16"
+
+
+@pytest.mark.slow
+def test_bert_pretraining_fine_tuning_and_export_from_the_command_line(tmp_path, corpus):
+    bert = tmp_path / "bert"
+    result = _run(["train", "--model", "bert", "--size", "tiny", "--corpus", str(corpus),
+                   "--run-dir", str(bert), "--steps", "10", "--quiet"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "masked-LM loss" in result.stdout and "before training" in result.stdout
+    assert json.loads((bert / "config.json").read_text())["model_class"] == "BertMaskedLM"
+
+    refused = _run(["generate", str(bert)], cwd=tmp_path)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error:") and "does not generate text" in refused.stderr
+    refused = _run(["train", "--model", "classifier", "--size", "tiny", "--layers", "3",
+                    "--pretrained", str(bert)], cwd=tmp_path)
+    assert refused.returncode == 1 and "--layers does not apply" in refused.stderr
+
+    classifier = tmp_path / "classifier"
+    result = _run(["train", "--model", "classifier", "--size", "tiny", "--pretrained", str(bert),
+                   "--run-dir", str(classifier), "--steps", "10", "--no-baselines", "--quiet"],
+                  cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Held-out test: accuracy" in result.stdout
+    metrics = json.loads((classifier / "metrics.json").read_text())
+    assert metrics["class_names"] == ["comedy", "history", "tragedy"]
+    assert len(metrics["test"]["confusion_matrix"]) == 3
+
+    result = _run(["export", str(classifier), "--output", str(tmp_path / "saved")],
+                  cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "signatures: serving_default" in result.stdout and "tensorflow_text" in result.stdout
+    assert (tmp_path / "saved" / "classifier" / "1" / "saved_model.pb").is_file()

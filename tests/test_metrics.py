@@ -151,3 +151,32 @@ def test_perplexity_sums_over_replicas_under_mirrored_strategy():
     assert result["perplexity"] == pytest.approx(
         np.exp(_token_losses(logits, targets).mean()), rel=1e-5
     )
+
+
+def test_classification_report_matches_a_hand_computed_example():
+    from tfllm.metrics import classification_report, confusion_matrix_markdown
+
+    labels = [0, 0, 0, 1, 1, 2]
+    predictions = [0, 0, 1, 1, 2, 1]
+    report = classification_report(labels, predictions, ["a", "b", "c"])
+    assert report["confusion_matrix"] == [[2, 1, 0], [0, 1, 1], [0, 1, 0]]
+    assert report["accuracy"] == pytest.approx(3 / 6)
+    # a: p 2/2, r 2/3, f1 0.8; b: p 1/3, r 1/2, f1 0.4; c: never right, f1 0.
+    assert report["per_class"]["a"]["f1"] == pytest.approx(0.8)
+    assert report["per_class"]["b"]["f1"] == pytest.approx(0.4)
+    assert report["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert report["macro_f1"] == pytest.approx((0.8 + 0.4 + 0.0) / 3)
+    assert "| **b** | 0 | 1 | 1 |" in confusion_matrix_markdown(report)
+
+
+def test_perfect_and_constant_predictions():
+    from tfllm.metrics import classification_report
+
+    labels = np.array([0, 1, 2, 2, 1])
+    perfect = classification_report(labels, labels, ["x", "y", "z"])
+    assert perfect["accuracy"] == perfect["macro_f1"] == 1.0
+    constant = classification_report(labels, np.full(5, 2), ["x", "y", "z"])
+    # Only "z" is ever predicted: precision 2/5, recall 1, F1 4/7; the others 0.
+    assert constant["macro_f1"] == pytest.approx((4 / 7) / 3)
+    with pytest.raises(ValueError, match=r"class ids in \[0, 3\)"):
+        classification_report([0, 3], [0, 1], ["x", "y", "z"])

@@ -2,6 +2,8 @@
 
     tfllm train --model gpt --size quick                 # runs/gpt-quick/
     tfllm train --model lstm --corpus my_texts/ --steps 500 --run-dir runs/mine
+    tfllm train --model bert --size quick                # masked-LM pre-training
+    tfllm train --model classifier --size quick          # genre fine-tuning + baselines
     tfllm generate runs/gpt-quick --prompt "ROMEO:" --max-new-tokens 300 --stream
     tfllm export runs/gpt-quick                          # saved_models/gpt-quick/1/
 
@@ -98,7 +100,15 @@ def build_parser():
 
     data = train.add_argument_group("data")
     data.add_argument("--corpus", default="shakespeare",
-                      help="'shakespeare' (the bundled plays) or a .txt file, folder or glob")
+                      help="'shakespeare' (the bundled plays) or a .txt file, folder or glob "
+                           "(bert: the bundled plays are split by genre; classifier: the "
+                           "bundled plays only)")
+    data.add_argument("--pretrained",
+                      help="classifier: the bert pre-training run to start from "
+                           "(default: runs/bert-SIZE)")
+    data.add_argument("--no-baselines", action="store_true",
+                      help="classifier: skip the majority, bag-of-words and "
+                           "no-pre-training baselines")
 
     how = train.add_argument_group("training")
     how.add_argument("--steps", type=_positive_int, help="optimiser steps in total")
@@ -195,9 +205,13 @@ def _training_settings(args):
     for name, value in overrides.items():
         if value is None:
             continue
-        if args.model != "gpt" and name in ("num_heads", "position_encoding"):
-            raise ValueError(f"--{name.replace('num_', '').replace('_', '-')} applies to "
-                             f"--model gpt only, not {args.model}")
+        option = f"--{name.replace('num_', '').replace('hidden_dim', 'width').replace('_', '-')}"
+        if args.model == "classifier" and name != "dropout":
+            raise ValueError(f"{option} does not apply to --model classifier: its encoder's "
+                             "settings come from the --pretrained run")
+        if args.model not in ("gpt", "bert") and name == "num_heads" or (
+                args.model != "gpt" and name == "position_encoding"):
+            raise ValueError(f"{option} does not apply to --model {args.model}")
         model_settings[name] = value
     if args.steps is not None:
         training["steps"] = args.steps
@@ -211,8 +225,8 @@ def _training_settings(args):
         value = getattr(args, option)
         if value is not None:
             training[name] = value
-    if args.model == "gpt":
-        # The GPT's position table must hold a whole training window.
+    if args.model in ("gpt", "bert"):
+        # The position table must hold a whole training window.
         model_settings["max_length"] = max(model_settings["max_length"],
                                            training["sequence_length"])
     return model_settings, training
@@ -233,6 +247,30 @@ def _train(args):
     model_settings, training = _training_settings(args)
     config = TrainingConfig(**training)
     run_dir = args.run_dir or os.path.join("runs", f"{args.model}-{args.size}")
+    verbose = 0 if args.quiet else 1
+    if args.model == "bert":
+        from tfllm.data import bundled_genre_split
+        from tfllm.presets import preset
+        from tfllm.training.bert import pretraining_job
+
+        corpus = (bundled_genre_split() if args.corpus == "shakespeare"
+                  else load_corpus(args.corpus))
+        print(corpus.describe())
+        pretraining_job(corpus, preset("bert", args.size)["tokenizer"]["vocabulary_size"],
+                        model_settings, config, run_dir, strategy=strategy,
+                        resume=args.resume, verbose=verbose)
+        return 0
+    if args.model == "classifier":
+        from tfllm.training.bert import genre_classification_job
+
+        if args.corpus != "shakespeare":
+            raise ValueError("--model classifier learns the genres of the bundled plays; "
+                             "--corpus must be 'shakespeare'")
+        genre_classification_job(args.pretrained or os.path.join("runs", f"bert-{args.size}"),
+                                 model_settings, config, run_dir, strategy=strategy,
+                                 resume=args.resume, baselines=not args.no_baselines,
+                                 verbose=verbose)
+        return 0
     corpus = load_corpus(args.corpus)
     print(corpus.describe())
     tokenizer = CharacterTokenizer.from_texts(corpus.texts("train"))
@@ -248,7 +286,7 @@ def _train(args):
         prompt=args.prompt,
         sample_length=args.sample_length,
         temperature=args.temperature,
-        verbose=0 if args.quiet else 1,
+        verbose=verbose,
     )
     return 0
 
@@ -260,6 +298,9 @@ def _generate(args):
     if not args.prompt:
         raise ValueError("--prompt must not be empty")
     model, tokenizer = load_run(args.run_dir)
+    if not hasattr(model, "generate"):
+        raise ValueError(f"{args.run_dir} holds a {type(model).__name__}, which does not "
+                         "generate text; export it to serve it (`tfllm export`)")
     options = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
                "seed": args.seed}
     if args.stream:
@@ -280,6 +321,7 @@ def _generate(args):
 
 
 def _export(args):
+    import json
     from pathlib import Path
 
     from tfllm.export import export_run
@@ -288,8 +330,11 @@ def _export(args):
     path = export_run(args.run_dir, Path(args.output) / name, version=args.version,
                       max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                       top_k=args.top_k, top_p=args.top_p)
-    print(f"Exported {args.run_dir} to {path}/ (signatures: serving_default, generate, score, "
-          "logits).")
+    metadata = json.loads((path / "assets.extra" / "tfllm.json").read_text(encoding="utf-8"))
+    print(f"Exported {args.run_dir} to {path}/ (signatures: "
+          f"{', '.join(metadata['signatures'])}).")
+    if "tensorflow_text" in metadata.get("requires", []):
+        print("Load it after `import tensorflow_text` (its tokenizer uses TensorFlow Text ops).")
     print(f"Inspect it with: saved_model_cli show --dir {path} --all")
     return 0
 

@@ -1,4 +1,8 @@
-"""Export a language model and its tokenizer as a SavedModel that takes strings and returns text.
+"""Export a model and its tokenizer as a SavedModel that takes strings.
+
+A text classifier (`BertClassifier`) goes out with `export_classifier`: passages in, genre
+label and class probabilities out (see its docstring). A language model goes out with
+`export_model`, described below.
 
 The export lands in the TensorFlow Serving layout, `saved_models/NAME/VERSION/`,
 and needs TensorFlow alone to load (no tfllm, no Keras). Its signatures:
@@ -96,14 +100,7 @@ def export_model(
         )
     if not empty_prompt:
         raise ValueError("`empty_prompt` must be a non-empty string.")
-    directory = Path(directory)
-    if version is None:
-        version = _next_version(directory)
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValueError(f"`version` must be a positive integer; got {version!r}.")
-    final = directory / str(version)
-    if final.exists():
-        raise ValueError(f"{final} exists already; choose another version.")
+    directory, version = _check_version(directory, version)
     if not model.built:
         model.build((None, None))
 
@@ -113,19 +110,25 @@ def export_model(
                   "top_k": int(top_k), "top_p": float(top_p), "seed": int(seed)},
         empty_prompt=empty_prompt,
     )
+    metadata = {
+        "model_class": type(model).__name__,
+        "model_config": json.loads(json.dumps(model.get_config(), default=str)),
+        "vocabulary": tokenizer.vocabulary,
+        "serving_defaults": {"max_new_tokens": max_new_tokens, "temperature": temperature,
+                             "top_k": top_k, "top_p": top_p, "seed": seed},
+        "signatures": ["serving_default", "generate", "score", "logits"],
+    }
+    return _write_version(archive, directory, version, metadata)
+
+
+def _write_version(archive, directory, version, metadata):
+    """Writes `archive` to `directory/version/` under a temporary name, then renames it."""
+    final = directory / str(version)
     directory.mkdir(parents=True, exist_ok=True)
     temporary = directory / f".{version}.tmp-{os.getpid()}"
     shutil.rmtree(temporary, ignore_errors=True)
     try:
         archive.write_out(str(temporary), verbose=False)
-        metadata = {
-            "model_class": type(model).__name__,
-            "model_config": json.loads(json.dumps(model.get_config(), default=str)),
-            "vocabulary": tokenizer.vocabulary,
-            "serving_defaults": {"max_new_tokens": max_new_tokens, "temperature": temperature,
-                                 "top_k": top_k, "top_p": top_p, "seed": seed},
-            "signatures": ["serving_default", "generate", "score", "logits"],
-        }
         (temporary / METADATA_FILE).parent.mkdir(parents=True, exist_ok=True)
         (temporary / METADATA_FILE).write_text(
             json.dumps(metadata, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -135,18 +138,96 @@ def export_model(
     return final
 
 
+def _check_version(directory, version):
+    """`(directory as a Path, version)`: the next free version by default; refuses a taken one."""
+    directory = Path(directory)
+    if version is None:
+        version = _next_version(directory)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"`version` must be a positive integer; got {version!r}.")
+    if (directory / str(version)).exists():
+        raise ValueError(f"{directory / str(version)} exists already; choose another version.")
+    return directory, version
+
+
 def export_run(run_directory, directory=None, version=None, **defaults):
     """Exports the model of a run directory (see `tfllm.training.load_run`).
 
-    `directory` defaults to `saved_models/RUN_NAME`; `defaults` go to
-    `export_model`.
+    `directory` defaults to `saved_models/RUN_NAME`. A language model goes through
+    `export_model` (`defaults` are its serving defaults), a classifier run through
+    `export_classifier`.
     """
     from tfllm.training.runs import load_run
 
     model, tokenizer = load_run(run_directory)
     if directory is None:
         directory = Path(DEFAULT_EXPORT_DIRECTORY) / Path(run_directory).resolve().name
+    if hasattr(model, "num_classes"):  # a BertClassifier
+        config = json.loads((Path(run_directory) / "config.json").read_text(encoding="utf-8"))
+        return export_classifier(model, tokenizer, directory, config["class_names"],
+                                 version=version)
     return export_model(model, tokenizer, directory, version=version, **defaults)
+
+
+def export_classifier(model, tokenizer, directory, class_names, version=None):
+    """Writes a text classifier as `directory/VERSION/`, a SavedModel for serving.
+
+    Its `serving_default` signature takes `texts` (string `[B]`) and returns `label`
+    (string `[B]`, the most probable class name), `class_id` (int32 `[B]`),
+    `probabilities` (float32 `[B, C]`, in `class_names` order) and `truncated` (bool
+    `[B]`: the text had more word pieces than the model reads, and only its first
+    `max_length - 2` were classified). A text without words (empty or blank) fails the
+    call with an `InvalidArgumentError` that says so.
+
+    The WordPiece tokenizer runs TensorFlow Text ops: load the SavedModel after
+    `import tensorflow_text` (no tfllm, no Keras needed).
+
+    Args:
+        model: a built `tfllm.models.BertClassifier`.
+        tokenizer: its `tfllm.data.WordPieceTokenizer`.
+        directory: the model's folder in a TensorFlow Serving model base path.
+        class_names: names of the class ids, e.g. `tfllm.data.CLASS_NAMES`.
+        version: int; default: one more than the highest version in `directory`.
+
+    Returns:
+        The version folder as a `Path`.
+    """
+    class_names = [str(name) for name in class_names]
+    if len(class_names) != model.num_classes:
+        raise ValueError(
+            f"{len(class_names)} class names for a classifier of {model.num_classes} classes."
+        )
+    directory, version = _check_version(directory, version)
+    if not model.built:
+        model.build((None, None))
+    length = model.max_length
+    names = tf.constant(class_names)
+
+    def classify(texts):
+        has_words = tf.strings.length(tf.strings.strip(texts)) > 0
+        check = tf.debugging.assert_equal(
+            tf.reduce_all(has_words), True,
+            message="every text must hold words: an empty or blank text cannot be classified")
+        with tf.control_dependencies([check]):
+            ids, truncated = tokenizer.encode(texts, length)
+        probabilities = tf.nn.softmax(tf.cast(model(ids, training=False), tf.float32), axis=-1)
+        class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        return {"label": tf.gather(names, class_id), "class_id": class_id,
+                "probabilities": probabilities, "truncated": truncated}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", classify,
+                         [tf.TensorSpec([None], tf.string, name="texts")])
+    metadata = {
+        "model_class": type(model).__name__,
+        "model_config": json.loads(json.dumps(model.get_config(), default=str)),
+        "class_names": class_names,
+        "max_length": length,
+        "requires": ["tensorflow", "tensorflow_text"],
+        "signatures": ["serving_default"],
+    }
+    return _write_version(archive, directory, version, metadata)
 
 
 def _build_archive(model, tokenizer, defaults, empty_prompt):
@@ -190,11 +271,8 @@ def _build_archive(model, tokenizer, defaults, empty_prompt):
         if model.decode_with_xla:
             # As `model.generate` does: shapes rounded up, decoding compiled by XLA.
             prompt_length = tf.shape(dense)[1]
-            total = tf.maximum(
-                tf.minimum((prompt_length + max_new_tokens + 63) // 64 * 64, capacity),
-                prompt_length + max_new_tokens)
-            block = tf.maximum(tf.minimum((prompt_length + 15) // 16 * 16, total),
-                               prompt_length)
+            block, total = generation.compiled_decode_shapes(
+                prompt_length, max_new_tokens, capacity)
             dense = tf.pad(dense, [[0, 0], [0, block - prompt_length]], constant_values=pad)
             sequences, ends, _ = compiled_decode(dense, lengths, *arguments, tf.range(total))
         else:

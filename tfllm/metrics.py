@@ -1,8 +1,9 @@
-"""Metrics of language models."""
+"""Metrics: perplexity of language models; accuracy, F1 and confusion matrices of classifiers."""
 
 import numbers
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -98,3 +99,67 @@ class Perplexity(keras.metrics.Metric):
             "name": self.name,
             "dtype": self.dtype,
         }
+
+
+def confusion_matrix(labels, predictions, num_classes):
+    """`[C, C]` int64 counts: row = true class, column = predicted class."""
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    if labels.shape != predictions.shape or labels.ndim != 1:
+        raise ValueError(
+            f"`labels` and `predictions` must be 1-D and alike; got shapes {labels.shape} "
+            f"and {predictions.shape}."
+        )
+    for name, values in (("labels", labels), ("predictions", predictions)):
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(f"`{name}` must be class ids in [0, {num_classes}).")
+    matrix = np.zeros([num_classes, num_classes], np.int64)
+    np.add.at(matrix, (labels.astype(np.int64), predictions.astype(np.int64)), 1)
+    return matrix
+
+
+def classification_report(labels, predictions, class_names):
+    """Accuracy, macro-F1, per-class precision / recall / F1 and the confusion matrix.
+
+    Macro-F1 is the unweighted mean of the per-class F1 scores, so a classifier that
+    ignores a small class scores low however accurate it is on the others. A class that is
+    never predicted (or never present) has precision (recall) 0 and F1 0.
+
+    Returns:
+        A JSON-friendly dict: `accuracy`, `macro_f1`, `per_class` (`{name: {precision,
+        recall, f1, support}}`), `confusion_matrix` (rows true, columns predicted),
+        `class_names`, `count`.
+    """
+    class_names = list(class_names)
+    matrix = confusion_matrix(labels, predictions, len(class_names))
+    true_positives = np.diag(matrix).astype(np.float64)
+    predicted = matrix.sum(axis=0).astype(np.float64)
+    actual = matrix.sum(axis=1).astype(np.float64)
+    precision = np.divide(true_positives, predicted, out=np.zeros_like(predicted),
+                          where=predicted > 0)
+    recall = np.divide(true_positives, actual, out=np.zeros_like(actual), where=actual > 0)
+    denominator = precision + recall
+    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(denominator),
+                   where=denominator > 0)
+    total = int(matrix.sum())
+    return {
+        "accuracy": float(true_positives.sum() / total) if total else 0.0,
+        "macro_f1": float(f1.mean()),
+        "per_class": {
+            name: {"precision": float(precision[index]), "recall": float(recall[index]),
+                   "f1": float(f1[index]), "support": int(actual[index])}
+            for index, name in enumerate(class_names)
+        },
+        "confusion_matrix": matrix.tolist(),
+        "class_names": class_names,
+        "count": total,
+    }
+
+
+def confusion_matrix_markdown(report):
+    """A Markdown table of a `classification_report`'s confusion matrix (for TensorBoard)."""
+    names = report["class_names"]
+    lines = ["| true \\ predicted | " + " | ".join(names) + " |",
+             "|---" * (len(names) + 1) + "|"]
+    for name, row in zip(names, report["confusion_matrix"]):
+        lines.append(f"| **{name}** | " + " | ".join(str(count) for count in row) + " |")
+    return "\n".join(lines)

@@ -48,6 +48,57 @@ PRESETS = {
                          "warmup_steps": 50, "jit_compile": False},
         },
     },
+    # BERT: masked-LM pre-training ("bert") and genre fine-tuning ("classifier"). The
+    # classifier's encoder settings come from its pre-training run; `tokenizer` sizes the
+    # WordPiece vocabulary learned for pre-training. No dropout in pre-training: these
+    # short runs under-fit (and dropout costs 25 % of a step here). The classifier pools
+    # the mean of the encoder's outputs: without next-sentence pre-training, [CLS] has
+    # learned nothing of its own.
+    "bert": {
+        "tiny": {
+            "model": {"num_layers": 1, "num_heads": 2, "hidden_dim": 32, "max_length": 32,
+                      "dropout": 0.0},
+            "tokenizer": {"vocabulary_size": 400},
+            "training": {"steps": 20, "steps_per_epoch": 10, "batch_size": 8,
+                         "sequence_length": 32, "peak_learning_rate": 3e-3, "warmup_steps": 2,
+                         "validation_batches": 2},
+        },
+        "quick": {
+            "model": {"num_layers": 2, "num_heads": 4, "hidden_dim": 128, "max_length": 128,
+                      "dropout": 0.0},
+            "tokenizer": {"vocabulary_size": 4096},
+            "training": {"steps": 600, "steps_per_epoch": 100, "batch_size": 32,
+                         "sequence_length": 128, "peak_learning_rate": 2e-3,
+                         "warmup_steps": 60, "weight_decay": 0.01},
+        },
+        "default": {
+            "model": {"num_layers": 4, "num_heads": 4, "hidden_dim": 128, "max_length": 128,
+                      "dropout": 0.0},
+            "tokenizer": {"vocabulary_size": 4096},
+            "training": {"steps": 3000, "steps_per_epoch": 250, "batch_size": 32,
+                         "sequence_length": 128, "peak_learning_rate": 2e-3,
+                         "warmup_steps": 150, "weight_decay": 0.01},
+        },
+    },
+    "classifier": {
+        "tiny": {
+            "model": {"pooling": "mean", "classifier_dropout": 0.0},
+            "training": {"steps": 20, "steps_per_epoch": 10, "batch_size": 8,
+                         "sequence_length": 32, "peak_learning_rate": 1e-3, "warmup_steps": 2},
+        },
+        "quick": {
+            "model": {"pooling": "mean", "classifier_dropout": 0.1, "dropout": 0.1},
+            "training": {"steps": 300, "steps_per_epoch": 100, "batch_size": 32,
+                         "sequence_length": 128, "peak_learning_rate": 3e-4,
+                         "warmup_steps": 30, "weight_decay": 0.01},
+        },
+        "default": {
+            "model": {"pooling": "mean", "classifier_dropout": 0.1, "dropout": 0.1},
+            "training": {"steps": 800, "steps_per_epoch": 100, "batch_size": 32,
+                         "sequence_length": 128, "peak_learning_rate": 3e-4,
+                         "warmup_steps": 80, "weight_decay": 0.01},
+        },
+    },
 }
 
 

@@ -15,32 +15,52 @@ from tfllm.data.corpus import (
     load_shakespeare,
     load_text_files,
 )
-from tfllm.data.datasets import encode_documents, language_model_dataset
+from tfllm.data.datasets import (
+    classification_dataset,
+    encode_documents,
+    encode_pieces,
+    language_model_dataset,
+    masked_lm_dataset,
+)
 from tfllm.data.genres import (
     CLASS_NAMES,
     COARSE_GENRES,
+    bundled_genre_split,
     class_balance,
     class_id,
     labelled_passages,
+    split_by_genre,
 )
 from tfllm.data.masking import mask_tokens
+from tfllm.data.text import STOP_WORDS, normalize_text
 from tfllm.data.tokenizers import CharacterTokenizer
+from tfllm.data.wordpiece import SPECIAL_TOKENS, WordPieceTokenizer, load_tokenizer
 
 __all__ = [
     "CLASS_NAMES",
     "COARSE_GENRES",
     "CharacterTokenizer",
+    "SPECIAL_TOKENS",
+    "STOP_WORDS",
+    "WordPieceTokenizer",
     "Corpus",
     "CorpusError",
     "Document",
+    "bundled_genre_split",
     "class_balance",
+    "classification_dataset",
     "class_id",
     "clean_play_markdown",
     "encode_documents",
+    "encode_pieces",
     "labelled_passages",
     "language_model_dataset",
     "load_corpus",
     "load_shakespeare",
     "load_text_files",
+    "load_tokenizer",
     "mask_tokens",
+    "masked_lm_dataset",
+    "normalize_text",
+    "split_by_genre",
 ]

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfllm.data.corpus import Document
+from tfllm.data.masking import mask_tokens
 from tfllm.data.tokenizers import CharacterTokenizer
 
 
@@ -198,3 +199,162 @@ def encode_documents(
     if not texts:
         return np.zeros([0], np.int32)
     return tokenizer.encode_text(separator.join(texts) + "\n")
+
+
+# --------------------------------------------------------------------------------------------
+# BERT: masked-LM windows and labelled passages.
+
+
+def encode_pieces(tokenizer, documents: Iterable[Document | str]) -> np.ndarray:
+    """Joins documents into one stream of word-piece ids (`WordPieceTokenizer.tokenize`).
+
+    Returns:
+        `[N]` int32 NumPy array (empty when there are no documents).
+    """
+    texts = [document.text if isinstance(document, Document) else document
+             for document in documents]
+    if not texts:
+        return np.zeros([0], np.int32)
+    return tokenizer.tokenize(tf.constant(texts)).flat_values.numpy().astype(np.int32)
+
+
+def masked_lm_dataset(
+    token_ids,
+    tokenizer,
+    sequence_length: int,
+    batch_size: int,
+    shuffle: bool = True,
+    seed: int = 1,
+    repeat: bool = False,
+    drop_remainder: bool = True,
+    rate: float = 0.15,
+    max_predictions: int | None = None,
+) -> tf.data.Dataset:
+    """Batches of `(corrupted ids, original ids, sample_weight)` for masked-LM training.
+
+    Each sequence is `[CLS]`, `sequence_length - 2` consecutive pieces of the stream, and
+    `[SEP]`. `tfllm.data.mask_tokens` selects `rate` of the pieces (never the special
+    tokens) and corrupts them 80 / 10 / 10 (mask / random / kept); `sample_weight` is 1 at
+    the selected positions, so `BertMaskedLM`'s loss scores those only.
+
+    Training (`shuffle=True`) cuts the stream at a fresh random offset on each pass and
+    visits the windows in random order, as `language_model_dataset` does. The masks of batch
+    `k` come from the stateless seed `[seed, k]`: the same seed gives the same batches, so a
+    resumed run sees the batches it would have seen, and with `shuffle=False` a held-out
+    score uses the same masks every time.
+
+    Args:
+        token_ids: `[N]` integer stream of word-piece ids (`encode_pieces`).
+        tokenizer: the `WordPieceTokenizer` (special ids and vocabulary size).
+        sequence_length: tokens per sequence `T`, the special tokens included.
+        batch_size: sequences per batch.
+        shuffle: random offsets and order (training) or consecutive windows (evaluation).
+        seed: seed of the offsets, order and masks.
+        repeat: repeat the passes forever.
+        drop_remainder: drop a last batch smaller than `batch_size`.
+        rate: fraction of pieces selected for prediction.
+        max_predictions: None for `[B, T]` targets and weights; an int `P` for
+            `({"token_ids", "mask_positions" [B, P]}, targets [B, P], weights [B, P])`:
+            the selected positions of each row in order, padded with weight-0 positions
+            (a row with more than `P` selected keeps its first `P`; see
+            `predictions_per_sequence`). `BertMaskedLM` then runs its head on those only.
+    """
+    _check_positive_int("sequence_length", sequence_length)
+    _check_positive_int("batch_size", batch_size)
+    if sequence_length < 3:
+        raise ValueError(f"`sequence_length` must be at least 3; got {sequence_length}")
+    tokens = _as_token_tensor(token_ids)
+    num_tokens = int(tokens.shape[0])
+    body = sequence_length - 2
+    if num_tokens < body:
+        raise ValueError(
+            f"`token_ids` holds {num_tokens} tokens, fewer than one sequence of "
+            f"`sequence_length` - 2 = {body} pieces"
+        )
+    if shuffle:
+        num_offsets = min(body, num_tokens - body + 1)
+        windows_per_pass = (num_tokens - (num_offsets - 1)) // body
+        starts = _shuffled_window_starts(num_tokens, body, num_offsets, windows_per_pass,
+                                         seed, repeat)
+    else:
+        windows_per_pass = num_tokens // body
+        starts = tf.data.Dataset.range(windows_per_pass).map(lambda index: index * body)
+        if repeat:
+            starts = starts.repeat()
+    if drop_remainder and windows_per_pass < batch_size:
+        raise ValueError(
+            f"`token_ids` holds {windows_per_pass} sequence(s) of {body} pieces, fewer than "
+            f"`batch_size` = {batch_size}; with `drop_remainder=True` no batch would be produced"
+        )
+    offsets = tf.range(body, dtype=tf.int64)
+    special = dict(mask_id=tokenizer.mask_id, vocabulary_size=tokenizer.vocabulary_size,
+                   special_ids=tokenizer.special_ids, padding_id=tokenizer.padding_id)
+
+    def corrupt(index, starts):
+        pieces = tf.gather(tokens, starts[:, None] + offsets)
+        size = tf.shape(pieces)[0]
+        ids = tf.concat([tf.fill([size, 1], tokenizer.cls_id), pieces,
+                         tf.fill([size, 1], tokenizer.sep_id)], axis=1)
+        masked = mask_tokens(ids, seed=tf.stack([tf.cast(seed, tf.int64), index]), rate=rate,
+                             **special)
+        if max_predictions is None:
+            return masked["inputs"], masked["labels"], masked["sample_weight"]
+        # Selected positions first (in order), then the others as weight-0 filling.
+        order = tf.argsort(-tf.cast(masked["sample_weight"], tf.int32), axis=1, stable=True)
+        positions = order[:, :max_predictions]
+        return ({"token_ids": masked["inputs"], "mask_positions": positions},
+                tf.gather(masked["labels"], positions, batch_dims=1),
+                tf.gather(masked["sample_weight"], positions, batch_dims=1))
+
+    batches = starts.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = tf.data.Dataset.zip(tf.data.Dataset.counter(), batches)
+    dataset = dataset.map(corrupt, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def predictions_per_sequence(sequence_length: int, rate: float = 0.15) -> int:
+    """Room for the selected positions of a sequence: the mean plus three standard
+    deviations of the binomial count, so that hardly any selected piece is left out."""
+    mean = rate * (sequence_length - 2)
+    return min(sequence_length, int(np.ceil(mean + 3 * np.sqrt(mean * (1 - rate)))) + 1)
+
+
+def classification_dataset(
+    texts,
+    labels,
+    tokenizer,
+    sequence_length: int,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 1,
+    repeat: bool = False,
+) -> tf.data.Dataset:
+    """Batches of `(token ids [B, T], class ids [B])` of labelled passages.
+
+    Texts become `[CLS] pieces [SEP]` padded to `sequence_length`
+    (`WordPieceTokenizer.encode`; longer texts keep their first `sequence_length - 2`
+    pieces). With `shuffle` the order is drawn afresh on each pass, from `seed`: the same
+    seed, the same sequence of passes (a resumed run `skip`s what it has seen).
+
+    Raises:
+        ValueError: texts and labels differ in number, there are none, a text is empty,
+            or a label is not an integer >= 0.
+    """
+    texts = list(texts)
+    labels = np.asarray(labels)
+    if len(texts) != len(labels):
+        raise ValueError(f"{len(texts)} texts but {len(labels)} labels.")
+    if not texts:
+        raise ValueError("No labelled texts: the dataset would be empty.")
+    empty = [index for index, text in enumerate(texts) if not text.strip()]
+    if empty:
+        raise ValueError(f"Texts {empty[:5]} are empty; a passage needs words to classify.")
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+        raise ValueError("Labels must be class ids (integers >= 0); map names with class_id.")
+    ids, _ = tokenizer.encode(tf.constant(texts), sequence_length)
+    dataset = tf.data.Dataset.from_tensor_slices((ids, labels.astype(np.int32)))
+    if shuffle:
+        dataset = dataset.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

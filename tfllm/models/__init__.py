@@ -1,6 +1,7 @@
 """Language models composed from `tfllm.layers`."""
 
-from tfllm.models.base import LanguageModel
+from tfllm.models.base import LanguageModel, TrainableModel
+from tfllm.models.bert import BertClassifier, BertEncoder, BertMaskedLM
 from tfllm.models.gpt import GPT
 from tfllm.models.lstm import LSTMLanguageModel
 
@@ -22,4 +23,5 @@ def build_model(kind, vocabulary_size, **settings):
         raise ValueError(f"Bad settings for a {kind} model: {error}") from None
 
 
-__all__ = ["GPT", "LSTMLanguageModel", "LanguageModel", "MODEL_KINDS", "build_model"]
+__all__ = ["GPT", "BertClassifier", "BertEncoder", "BertMaskedLM", "LSTMLanguageModel",
+           "LanguageModel", "MODEL_KINDS", "TrainableModel", "build_model"]

@@ -1,4 +1,5 @@
-"""The base class of tfllm's language models: inputs, compile defaults, decoding."""
+"""The base classes of tfllm's models: the `fit` fixes every model needs, and the language
+models' inputs, compile defaults and decoding."""
 
 import keras
 import numpy as np
@@ -8,32 +9,12 @@ from tfllm import generation
 from tfllm.layers.embedding import check_token_ids
 
 
-class LanguageModel(keras.Model):
-    """A next-token language model: token ids `[B, T]` → logits `[B, T, V]`.
+class TrainableModel(keras.Model):
+    """The base of every tfllm model: `keras.Model` plus what `fit` needs to work everywhere.
 
-    Subclasses implement `call` and `_next_token_function`; this class gives
-    them input handling, the default loss, and `generate`.
+    It holds the Keras 3 multi-worker fixes (below) and a default SavedModel signature
+    that takes int32 token ids.
     """
-
-    #: Longest sequence the model accepts, or None when unlimited.
-    max_length = None
-
-    @staticmethod
-    def unpack_inputs(inputs, padding_mask=None):
-        """Accepts `token_ids` or `{"token_ids", "padding_mask"}` (as in KerasHub)."""
-        if isinstance(inputs, dict):
-            unknown = set(inputs) - {"token_ids", "padding_mask"}
-            if unknown or "token_ids" not in inputs:
-                raise ValueError(
-                    "A dict input must have the key 'token_ids' and may have "
-                    f"'padding_mask'; got keys {sorted(inputs)}."
-                )
-            padding_mask = inputs.get("padding_mask", padding_mask)
-            inputs = inputs["token_ids"]
-        check_token_ids(inputs)
-        if len(inputs.shape) != 2:
-            raise ValueError(f"`token_ids` must have shape [B, T]; got shape {tuple(inputs.shape)}.")
-        return inputs, padding_mask
 
     @property
     def _default_save_signature(self):
@@ -44,16 +25,6 @@ class LanguageModel(keras.Model):
             return self(token_ids)
 
         return serving_default
-
-    def compile(self, optimizer="adamw", loss=None, **kwargs):
-        """`keras.Model.compile` with the language-model loss as default.
-
-        The default loss is sparse categorical cross-entropy on logits, in
-        nats per token (`exp(loss)` is the perplexity).
-        """
-        if loss is None:
-            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        super().compile(optimizer=optimizer, loss=loss, **kwargs)
 
     def compile_from_config(self, config):
         # Keras skips re-compiling a loaded model whose `compile` is
@@ -104,6 +75,44 @@ class LanguageModel(keras.Model):
         return keras.tree.map_structure(
             lambda value: tf.reshape(value, [1]) if value.shape.rank == 0 else value, logs
         )
+
+
+class LanguageModel(TrainableModel):
+    """A next-token language model: token ids `[B, T]` → logits `[B, T, V]`.
+
+    Subclasses implement `call` and `_next_token_function`; this class gives
+    them input handling, the default loss, and `generate`.
+    """
+
+    #: Longest sequence the model accepts, or None when unlimited.
+    max_length = None
+
+    @staticmethod
+    def unpack_inputs(inputs, padding_mask=None):
+        """Accepts `token_ids` or `{"token_ids", "padding_mask"}` (as in KerasHub)."""
+        if isinstance(inputs, dict):
+            unknown = set(inputs) - {"token_ids", "padding_mask"}
+            if unknown or "token_ids" not in inputs:
+                raise ValueError(
+                    "A dict input must have the key 'token_ids' and may have "
+                    f"'padding_mask'; got keys {sorted(inputs)}."
+                )
+            padding_mask = inputs.get("padding_mask", padding_mask)
+            inputs = inputs["token_ids"]
+        check_token_ids(inputs)
+        if len(inputs.shape) != 2:
+            raise ValueError(f"`token_ids` must have shape [B, T]; got shape {tuple(inputs.shape)}.")
+        return inputs, padding_mask
+
+    def compile(self, optimizer="adamw", loss=None, **kwargs):
+        """`keras.Model.compile` with the language-model loss as default.
+
+        The default loss is sparse categorical cross-entropy on logits, in
+        nats per token (`exp(loss)` is the perplexity).
+        """
+        if loss is None:
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        super().compile(optimizer=optimizer, loss=loss, **kwargs)
 
     # Decoding protocol (see `tfllm.generation`): subclasses implement these two.
     def init_decoding_state(self, batch_size, length):
@@ -187,7 +196,7 @@ class LanguageModel(keras.Model):
         if num_beams > 1:
             return self._beam_search(ids, lengths, int(max_new_tokens), int(num_beams),
                                      stop_token_ids, pad_token_id)
-        decode = self._compiled("decode", self._decode_graph, [
+        signature = [
             tf.TensorSpec([None, None], tf.int32),  # prompt ids
             tf.TensorSpec([None], tf.int32),  # prompt lengths
             tf.TensorSpec([None], tf.int32),  # new tokens per row
@@ -197,16 +206,18 @@ class LanguageModel(keras.Model):
             tf.TensorSpec([2], tf.int32),  # seed, first step
             tf.TensorSpec([None], tf.int32),  # stop ids
             tf.TensorSpec([], tf.int32),  # pad id
-        ])
-        if self.decode_with_xla:
+        ]
+        if not self.decode_with_xla:
+            decode = self._compiled("decode", self._decode_graph, signature)
+        else:
             # XLA needs every shape from the inputs: the sequence length comes as a
             # `positions` vector, prompt block and length rounded to a few sizes.
             compiled = self._compiled("decode_xla", self._decode_graph, [
-                *decode.input_signature, tf.TensorSpec([None], tf.int32)], jit_compile=True)
+                *signature, tf.TensorSpec([None], tf.int32)], jit_compile=True)
 
             def decode(ids, lengths, new_tokens, *options):
-                block, total = generation.compiled_decode_shapes(
-                    ids.shape[1], int(new_tokens.max()), capacity)
+                block, total = (int(size) for size in generation.compiled_decode_shapes(
+                    ids.shape[1], int(new_tokens.max()), capacity))
                 ids = np.pad(ids, [(0, 0), (0, block - ids.shape[1])],
                              constant_values=pad_token_id)
                 return compiled(ids, lengths, new_tokens, *options,

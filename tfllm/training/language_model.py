@@ -369,45 +369,6 @@ def train_and_evaluate(
     """
     strategy = strategy or tf.distribute.get_strategy()
     run = Path(run_directory) if run_directory is not None else None
-    chief = is_chief(strategy)
-    latest = None
-    if run is not None:
-        latest = _check_resumable(run, config, tokenizer)
-        if latest is not None and not resume:
-            raise CheckpointError(
-                f"{run} already holds checkpoints (the latest at step {latest[0]}); resume "
-                "it, or choose another run directory."
-            )
-    keras.utils.set_random_seed(config.seed)  # the same initial weights on every worker
-    with strategy.scope(), precision_scope(config.precision):
-        if not isinstance(model, keras.Model):
-            model = model()
-        if strategy.num_replicas_in_sync > 1 and model._distribute_strategy is not strategy:
-            raise ValueError(
-                "The model was created outside the strategy's scope; pass a function that "
-                "creates it, or create it in `strategy.scope()`."
-            )
-        compile_language_model(model, config, strategy)
-    print_function(f"Strategy: {describe_strategy(strategy)}.")
-
-    initial_step = 0
-    if latest is not None:
-        step, path = latest
-        with strategy.scope():
-            if not model.built:
-                model.build((None, None))
-            restore_checkpoint(path, model)
-        initial_step = step
-        print_function(f"Resuming {run} from its checkpoint at step {step}.")
-    if run is not None and chief:
-        run.mkdir(parents=True, exist_ok=True)
-        write_json(run / CONFIG_FILE, {
-            "model_class": type(model).__name__,
-            "model": model.get_config(),
-            "training": dataclasses.asdict(config),
-        })
-        tokenizer.save(run / TOKENIZER_FILE)
-
     streams = {split: encode_documents(tokenizer, corpus.documents(split)) for split in
                ("train", "validation", "test")}
     held_out = {split: len(streams[split]) > config.sequence_length
@@ -420,56 +381,32 @@ def train_and_evaluate(
         "training text)."
     )
 
-    stopwatch = Stopwatch(tokens_per_step)
-    callbacks = [stopwatch, keras.callbacks.TerminateOnNaN()]
-    hparams = None
-    if run is not None:
-        logs = run / LOGS_FOLDER
-        hparams = HParamsSummary(
-            logs,
-            {"model": {"class": type(model).__name__, **_plain(model.get_config())},
-             "training": dataclasses.asdict(config),
-             "replicas": strategy.num_replicas_in_sync},
-            metrics=("loss", "perplexity", "val_loss", "val_perplexity",
-                     "heldout_validation_loss", "heldout_test_loss"),
-            trial_id=run.name,
-        )
-        callbacks += [
-            TrainingSummaries(logs, tokens_per_step,
-                              update_freq=min(10, config.epoch_steps)),
-            TextSamples(logs, lambda: generate_text(
-                model, tokenizer, prompt, max_new_tokens=min(sample_length, 200),
-                temperature=temperature, seed=1)),
-            hparams,
-        ]
-        if chief:
-            # Before the checkpoint: a kill between the two repeats an epoch's row
-            # on resuming rather than losing it.
-            callbacks.append(keras.callbacks.CSVLogger(str(run / HISTORY_FILE), append=True))
-        callbacks.append(CheckpointEveryEpoch(run / CHECKPOINTS_FOLDER, config.epoch_steps))
-
-    if initial_step >= config.epochs * config.epoch_steps:
-        print_function(f"{run} has finished training; evaluating it again.")
-        history_losses = []
-    else:
+    def fit(model, callbacks, initial_step):
         history = fit_language_model(
-            model,
-            streams["train"],
-            streams["validation"] if held_out["validation"] else None,
-            config,
-            callbacks=callbacks,
-            verbose=verbose,
-            initial_step=initial_step,
-        )
-        history_losses = history.history.get("loss", [])
+            model, streams["train"], streams["validation"] if held_out["validation"] else None,
+            config, callbacks=callbacks, verbose=verbose, initial_step=initial_step)
+        return history.history.get("loss", [])
+
+    def sample(model):
+        return generate_text(model, tokenizer, prompt, max_new_tokens=min(sample_length, 200),
+                             temperature=temperature, seed=1)
+
+    outcome = fit_in_run(
+        model, compile_language_model, fit, config, tokenizer, run, strategy=strategy,
+        resume=resume, tokens_per_step=tokens_per_step, sample_fn=sample,
+        hparams_metrics=("loss", "perplexity", "val_loss", "val_perplexity",
+                         "heldout_validation_loss", "heldout_test_loss"),
+        print_function=print_function,
+    )
+    model, stopwatch, hparams = outcome.model, outcome.stopwatch, outcome.hparams
     metrics = {
         "steps": config.epochs * config.epoch_steps,
-        "resumed_from_step": initial_step,
+        "resumed_from_step": outcome.initial_step,
         "training_seconds": round(stopwatch.seconds, 1),
         "tokens_per_second": round(stopwatch.tokens_per_second, 1),
     }
-    if history_losses:
-        metrics["train_loss_last_epoch"] = float(history_losses[-1])
+    if outcome.losses:
+        metrics["train_loss_last_epoch"] = float(outcome.losses[-1])
     for split in ("validation", "test"):
         if held_out[split]:
             metrics[f"{split}_loss"] = held_out_loss(
@@ -492,10 +429,119 @@ def train_and_evaluate(
         model, tokenizer, prompt, max_new_tokens=sample_length, temperature=temperature, seed=1
     )
     print_function("Sample:\n" + metrics["sample"])
-    if run is not None and chief:
+    if run is not None and is_chief(strategy):
         save_run(run, model, tokenizer, metrics=metrics)
         print_function(f"Saved the run to {run}/")
     return metrics
+
+
+@dataclasses.dataclass
+class FitOutcome:
+    """What `fit_in_run` hands back: the trained model and how its training went."""
+
+    model: keras.Model
+    stopwatch: Stopwatch
+    hparams: HParamsSummary | None  # still open: write held-out metrics, then close it
+    initial_step: int
+    losses: list
+
+
+def fit_in_run(model, compile_model, fit, config, tokenizer, run=None, *, strategy=None,
+               resume=True, tokens_per_step, hparams_metrics, run_config=None, sample_fn=None,
+               print_function=print):
+    """The part every training job shares: model in the strategy's scope, resuming, logs.
+
+    Creates and compiles the model in `strategy.scope()` and `config.precision`; restores
+    the run's latest checkpoint (after checking that it was written with the same
+    settings and vocabulary); writes `config.json` (with `run_config` added) and the
+    tokenizer; then calls `fit(model, callbacks, initial_step)`, which runs `model.fit`
+    with the callbacks (tokens/s, TensorBoard summaries, text samples from `sample_fn`,
+    HParams, history.csv and a checkpoint per epoch) from `initial_step` on, and returns
+    the per-epoch training losses.
+
+    Args:
+        model: a function of no arguments that creates the model, or a model created in
+            `strategy.scope()`.
+        compile_model: `compile_model(model, config, strategy)`.
+        fit: `fit(model, callbacks, initial_step)` → list of epoch losses.
+        config: the `TrainingConfig`.
+        tokenizer: the run's tokenizer (saved with the run, compared on resuming).
+        run: the run directory (a `Path`), or None to keep nothing.
+
+    Returns:
+        A `FitOutcome`.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    chief = is_chief(strategy)
+    latest = None
+    if run is not None:
+        latest = _check_resumable(run, config, tokenizer)
+        if latest is not None and not resume:
+            raise CheckpointError(
+                f"{run} already holds checkpoints (the latest at step {latest[0]}); resume "
+                "it, or choose another run directory."
+            )
+    keras.utils.set_random_seed(config.seed)  # the same initial weights on every worker
+    with strategy.scope(), precision_scope(config.precision):
+        if not isinstance(model, keras.Model):
+            model = model()
+        if strategy.num_replicas_in_sync > 1 and model._distribute_strategy is not strategy:
+            raise ValueError(
+                "The model was created outside the strategy's scope; pass a function that "
+                "creates it, or create it in `strategy.scope()`."
+            )
+        compile_model(model, config, strategy)
+    print_function(f"Strategy: {describe_strategy(strategy)}.")
+
+    initial_step = 0
+    if latest is not None:
+        step, path = latest
+        with strategy.scope():
+            if not model.built:
+                model.build((None, None))
+            restore_checkpoint(path, model)
+        initial_step = step
+        print_function(f"Resuming {run} from its checkpoint at step {step}.")
+    if run is not None and chief:
+        run.mkdir(parents=True, exist_ok=True)
+        write_json(run / CONFIG_FILE, {
+            "model_class": type(model).__name__,
+            "model": model.get_config(),
+            "training": dataclasses.asdict(config),
+            **(run_config or {}),
+        })
+        tokenizer.save(run / TOKENIZER_FILE)
+
+    stopwatch = Stopwatch(tokens_per_step)
+    callbacks = [stopwatch, keras.callbacks.TerminateOnNaN()]
+    hparams = None
+    if run is not None:
+        logs = run / LOGS_FOLDER
+        hparams = HParamsSummary(
+            logs,
+            {"model": {"class": type(model).__name__, **_plain(model.get_config())},
+             "training": dataclasses.asdict(config),
+             "replicas": strategy.num_replicas_in_sync},
+            metrics=hparams_metrics,
+            trial_id=run.name,
+        )
+        callbacks += [TrainingSummaries(logs, tokens_per_step,
+                                        update_freq=min(10, config.epoch_steps))]
+        if sample_fn is not None:
+            callbacks.append(TextSamples(logs, lambda: sample_fn(model)))
+        callbacks.append(hparams)
+        if chief:
+            # Before the checkpoint: a kill between the two repeats an epoch's row
+            # on resuming rather than losing it.
+            callbacks.append(keras.callbacks.CSVLogger(str(run / HISTORY_FILE), append=True))
+        callbacks.append(CheckpointEveryEpoch(run / CHECKPOINTS_FOLDER, config.epoch_steps))
+
+    losses = []
+    if initial_step >= config.epochs * config.epoch_steps:
+        print_function(f"{run} has finished training; evaluating it again.")
+    else:
+        losses = fit(model, callbacks, initial_step)
+    return FitOutcome(model, stopwatch, hparams, initial_step, list(losses))
 
 
 def _plain(config):

@@ -3,7 +3,7 @@
 ```
 runs/NAME/
   config.json        how the run was made (model and training settings)
-  tokenizer.json     the tokenizer's vocabulary
+  tokenizer.json     the tokenizer's vocabulary (characters or word pieces)
   checkpoints/       step-NNNNNNNN/ folders that training resumes from
   logs/              TensorBoard logs (train/, validation/, samples/, hparams)
   history.csv        per-epoch losses (appended to when a run resumes)
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import keras
 
-from tfllm.data.tokenizers import CharacterTokenizer
+from tfllm.data.wordpiece import load_tokenizer
 
 MODEL_FILE = "model.keras"
 TOKENIZER_FILE = "tokenizer.json"
@@ -44,7 +44,7 @@ def save_run(directory, model, tokenizer, config=None, metrics=None):
     Args:
         directory: the run directory, e.g. `runs/gpt`.
         model: a Keras model.
-        tokenizer: a `CharacterTokenizer`.
+        tokenizer: a `CharacterTokenizer` or `WordPieceTokenizer`.
         config: a dict or dataclass describing the run (written as JSON).
         metrics: a dict of final figures (written as JSON).
 
@@ -81,7 +81,7 @@ def load_run(directory):
         raise FileNotFoundError(
             f"{directory} is not a complete tfllm run directory: missing {TOKENIZER_FILE}."
         )
-    tokenizer = CharacterTokenizer.load(directory / TOKENIZER_FILE)
+    tokenizer = load_tokenizer(directory / TOKENIZER_FILE)
     import tfllm.models  # noqa: F401  (registers the model classes for loading)
 
     if (directory / MODEL_FILE).is_file():

@@ -1,0 +1,258 @@
+"""A WordPiece subword tokenizer for the BERT models, learned from a corpus.
+
+KerasHub does the work: `keras_hub.tokenizers.compute_word_piece_vocabulary` learns the
+vocabulary and `keras_hub.tokenizers.WordPieceTokenizer` splits text with TensorFlow Text
+ops (`FastWordpieceTokenizer`), in the graph. What this module adds is what a BERT run
+needs around them: fixed special tokens with fixed ids, `[CLS] ... [SEP]` sequences of a
+set length with documented truncation, a readable JSON file that lives in the run
+directory, and clear errors.
+
+Special tokens and their ids: `[PAD]` 0, `[UNK]` 1, `[CLS]` 2, `[SEP]` 3, `[MASK]` 4.
+
+Because the splitting uses TensorFlow Text ops, a SavedModel holding this tokenizer is
+loaded after `import tensorflow_text` (it registers the ops); the `tensorflow-text` wheel
+comes with `keras-hub`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+_FILE_FORMAT = "tfllm.WordPieceTokenizer"
+_FILE_FORMAT_VERSION = 1
+
+
+def _check_vocabulary(vocabulary) -> list[str]:
+    if isinstance(vocabulary, str):
+        raise ValueError("`vocabulary` must be a list of word pieces, got a string.")
+    vocabulary = list(vocabulary)
+    if list(vocabulary[: len(SPECIAL_TOKENS)]) != list(SPECIAL_TOKENS):
+        raise ValueError(
+            f"`vocabulary` must start with the special tokens {list(SPECIAL_TOKENS)}; got "
+            f"{vocabulary[: len(SPECIAL_TOKENS)]!r}."
+        )
+    if len(vocabulary) <= len(SPECIAL_TOKENS):
+        raise ValueError(
+            f"`vocabulary` holds only the {len(SPECIAL_TOKENS)} special tokens; it needs word "
+            "pieces too."
+        )
+    bad = [piece for piece in vocabulary if not isinstance(piece, str) or not piece]
+    if bad:
+        raise ValueError(f"`vocabulary` entries must be non-empty strings; got {bad[:5]!r}.")
+    if len(set(vocabulary)) != len(vocabulary):
+        raise ValueError("`vocabulary` holds duplicate word pieces.")
+    return vocabulary
+
+
+@keras.saving.register_keras_serializable(package="tfllm")
+class WordPieceTokenizer(keras.layers.Layer):
+    """Splits text into WordPiece ids in the TensorFlow graph, and back.
+
+    Learn one from texts with `WordPieceTokenizer.from_texts`; keep it in a run directory
+    with `save` / `load`. `tokenize` gives ragged word-piece ids; `encode` gives the model
+    inputs: `[CLS] pieces [SEP]` padded with `[PAD]` to a fixed length, where a text with
+    more than `sequence_length - 2` pieces keeps its first `sequence_length - 2` (the rest
+    is cut off; `encode` also says which texts were cut).
+
+    Args:
+        vocabulary: word pieces in id order, starting with `SPECIAL_TOKENS`; pieces that
+            continue a word start with `##`.
+        lowercase: lower-case (Unicode case folding) text before splitting.
+        strip_accents: drop accents (NFD, then remove combining marks).
+        **kwargs: standard `keras.layers.Layer` arguments.
+
+    Call arguments:
+        inputs: a `[B]` batch of strings; calling the layer is `tokenize`.
+
+    Example:
+
+    >>> tokenizer = WordPieceTokenizer.from_texts(plays, vocabulary_size=4096)
+    >>> ids, truncated = tokenizer.encode(["To be, or not to be"], sequence_length=128)
+    """
+
+    def __init__(self, vocabulary: Sequence[str], lowercase: bool = True,
+                 strip_accents: bool = False, **kwargs):
+        kwargs.setdefault("trainable", False)
+        kwargs.setdefault("dtype", "int32")
+        super().__init__(**kwargs)
+        import keras_hub
+
+        self._vocabulary = _check_vocabulary(vocabulary)
+        self.lowercase = bool(lowercase)
+        self.strip_accents = bool(strip_accents)
+        self._pieces = keras_hub.tokenizers.WordPieceTokenizer(
+            vocabulary=self._vocabulary,
+            lowercase=self.lowercase,
+            strip_accents=self.strip_accents,
+            oov_token="[UNK]",
+            special_tokens=list(SPECIAL_TOKENS),
+            name="word_pieces",
+        )
+        # KerasHub turns eager ragged outputs into Python lists; inside a graph it
+        # keeps tensors, so the ops run in one (traced once: the signature is fixed).
+        self._tokenize_graph = tf.function(
+            self._pieces.tokenize, input_signature=[tf.TensorSpec([None], tf.string)],
+            autograph=False)
+        self._detokenize_graph = tf.function(
+            self._pieces.detokenize,
+            input_signature=[tf.RaggedTensorSpec([None, None], tf.int32)], autograph=False)
+
+    @classmethod
+    def from_texts(cls, texts: Sequence[str], vocabulary_size: int = 4096,
+                   lowercase: bool = True, strip_accents: bool = False,
+                   **kwargs) -> "WordPieceTokenizer":
+        """Learns a vocabulary of at most `vocabulary_size` pieces from `texts`.
+
+        The special tokens count towards the size; the learned vocabulary can be a little
+        smaller than asked for (KerasHub's algorithm picks whole pieces by frequency).
+
+        Raises:
+            ValueError: `vocabulary_size` leaves no room beyond the special tokens, or the
+                texts are empty.
+        """
+        import keras_hub
+
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = [text for text in texts if text.strip()]
+        if not isinstance(vocabulary_size, (int, np.integer)) or isinstance(vocabulary_size,
+                                                                              bool):
+            raise ValueError(f"`vocabulary_size` must be an int; got {vocabulary_size!r}.")
+        if vocabulary_size <= len(SPECIAL_TOKENS):
+            raise ValueError(
+                f"`vocabulary_size` ({vocabulary_size}) must be larger than the "
+                f"{len(SPECIAL_TOKENS)} special tokens {', '.join(SPECIAL_TOKENS)}."
+            )
+        if not texts:
+            raise ValueError("Cannot learn a vocabulary: the texts are empty.")
+        vocabulary = keras_hub.tokenizers.compute_word_piece_vocabulary(
+            tf.data.Dataset.from_tensor_slices(texts),
+            int(vocabulary_size),
+            lowercase=lowercase,
+            strip_accents=strip_accents,
+            reserved_tokens=list(SPECIAL_TOKENS),
+        )
+        return cls(vocabulary, lowercase=lowercase, strip_accents=strip_accents, **kwargs)
+
+    @property
+    def vocabulary(self) -> list[str]:
+        """The word pieces in id order."""
+        return list(self._vocabulary)
+
+    @property
+    def vocabulary_size(self) -> int:
+        return len(self._vocabulary)
+
+    padding_id = SPECIAL_TOKENS.index("[PAD]")
+    unknown_id = SPECIAL_TOKENS.index("[UNK]")
+    cls_id = SPECIAL_TOKENS.index("[CLS]")
+    sep_id = SPECIAL_TOKENS.index("[SEP]")
+    mask_id = SPECIAL_TOKENS.index("[MASK]")
+
+    @property
+    def special_ids(self) -> tuple[int, ...]:
+        """Ids of the special tokens (never masked, never drawn as random replacements)."""
+        return tuple(range(len(SPECIAL_TOKENS)))
+
+    def tokenize(self, strings) -> tf.RaggedTensor:
+        """`[B]` strings → `[B, None]` int32 word-piece ids (no special tokens added)."""
+        strings = tf.convert_to_tensor(strings, tf.string)
+        if strings.shape.rank != 1:
+            raise ValueError(
+                f"`tokenize` takes a [B] batch of strings; got shape {strings.shape}."
+            )
+        return tf.cast(self._tokenize_graph(strings), tf.int32)
+
+    def encode(self, strings, sequence_length: int):
+        """`[B]` strings → `([B, sequence_length]` int32 model inputs, `[B]` bool truncated).
+
+        Each row is `[CLS]`, the text's first `sequence_length - 2` pieces, `[SEP]`, then
+        `[PAD]`s. `truncated` is True where pieces were cut off. An empty text gives
+        `[CLS] [SEP]`.
+        """
+        if sequence_length < 3:
+            raise ValueError(f"`sequence_length` must be at least 3; got {sequence_length}.")
+        pieces = self.tokenize(strings)
+        truncated = pieces.row_lengths() > sequence_length - 2
+        pieces = pieces[:, : sequence_length - 2]
+        batch_size = pieces.nrows()
+        cls = tf.fill([batch_size, 1], self.cls_id)
+        sep = tf.fill([batch_size, 1], self.sep_id)
+        rows = tf.concat([cls, pieces, sep], axis=1)
+        ids = rows.to_tensor(default_value=self.padding_id, shape=[None, sequence_length])
+        return ids, truncated
+
+    def detokenize(self, ids) -> tf.Tensor:
+        """`[B, T]` ids (dense or ragged) → `[B]` strings; padding is dropped."""
+        if not isinstance(ids, tf.RaggedTensor):
+            ids = tf.convert_to_tensor(ids)
+            ids = tf.RaggedTensor.from_tensor(ids, padding=self.padding_id)
+        return self._detokenize_graph(tf.cast(ids, tf.int32))
+
+    def call(self, inputs):
+        return self.tokenize(inputs)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(vocabulary=self.vocabulary, lowercase=self.lowercase,
+                      strip_accents=self.strip_accents)
+        return config
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Writes vocabulary and options to a UTF-8 JSON file (e.g. `runs/NAME/tokenizer.json`)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        content = {
+            "format": _FILE_FORMAT,
+            "version": _FILE_FORMAT_VERSION,
+            "lowercase": self.lowercase,
+            "strip_accents": self.strip_accents,
+            "vocabulary": self.vocabulary,
+        }
+        path.write_text(json.dumps(content, ensure_ascii=False, indent=0) + "\n",
+                        encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, **kwargs) -> "WordPieceTokenizer":
+        """Reads a tokenizer written by `save`."""
+        path = Path(path)
+        try:
+            content = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{str(path)!r} is not a tokenizer file: invalid JSON ({error})") \
+                from None
+        if not isinstance(content, dict) or content.get("format") != _FILE_FORMAT:
+            raise ValueError(
+                f"{str(path)!r} is not a WordPiece tokenizer file: expected \"format\": "
+                f"\"{_FILE_FORMAT}\""
+            )
+        if content.get("version") != _FILE_FORMAT_VERSION:
+            raise ValueError(
+                f"{str(path)!r} has tokenizer file version {content.get('version')!r}; this "
+                f"version of tfllm reads version {_FILE_FORMAT_VERSION}"
+            )
+        return cls(content["vocabulary"], lowercase=content["lowercase"],
+                   strip_accents=content["strip_accents"], **kwargs)
+
+
+def load_tokenizer(path: str | os.PathLike):
+    """Loads a character or WordPiece tokenizer file, whichever `path` holds."""
+    from tfllm.data.tokenizers import CharacterTokenizer
+
+    path = Path(path)
+    try:
+        kind = json.loads(path.read_text(encoding="utf-8")).get("format")
+    except (json.JSONDecodeError, AttributeError):
+        kind = None
+    if kind == _FILE_FORMAT:
+        return WordPieceTokenizer.load(path)
+    return CharacterTokenizer.load(path)

@@ -1,0 +1,500 @@
+"""BERT: a bidirectional Transformer encoder, its masked-LM pre-training model and a classifier.
+
+`BertEncoder` turns token ids into one vector per token, every token attending to every
+real (non-padding) token before and after it. `BertMaskedLM` puts a masked-LM head on an
+encoder (pre-training); `BertClassifier` pools the encoder's output into class logits
+(fine-tuning). `BertClassifier.from_pretrained(masked_lm)` starts a classifier from a
+pre-trained encoder in one call.
+
+Unlike the original BERT (post-LN blocks, an embedding layer normalisation) the encoder
+uses pre-LN blocks and a final layer normalisation, as tfllm's GPT does: it trains stably
+with a short warm-up, which matters for the small models trained here.
+"""
+
+import keras
+from keras import ops
+
+from tfllm.layers.embedding import TokenEmbedding, check_token_ids
+from tfllm.layers.positional import PositionEmbedding
+from tfllm.layers.transformer import TransformerBlock
+from tfllm.layers.validation import check_choice, check_positive_int, check_rate
+from tfllm.models.base import TrainableModel
+
+POOLINGS = ("cls", "mean")
+#: The settings that make two encoders interchangeable (weights of one fit the other).
+ENCODER_SETTINGS = ("vocabulary_size", "max_length", "num_layers", "num_heads", "hidden_dim",
+                    "intermediate_dim", "num_segments")
+
+
+@keras.saving.register_keras_serializable(package="tfllm")
+class BertEncoder(TrainableModel):
+    """A bidirectional Transformer encoder: token ids `[B, T]` → hidden states `[B, T, D]`.
+
+    Token embeddings plus learned position embeddings (plus segment embeddings when
+    `num_segments > 0`) pass through `num_layers` bidirectional pre-LN `TransformerBlock`s
+    and a final layer normalisation. Tokens equal to `padding_id` are padding: no position
+    attends to them, so the outputs at real positions do not depend on them (the outputs
+    at padding positions are meaningless).
+
+    Args:
+        vocabulary_size: int, number of token ids `V`.
+        max_length: int, the longest sequence the encoder accepts.
+        num_layers: int, number of Transformer blocks.
+        num_heads: int, attention heads per block; must divide `hidden_dim`.
+        hidden_dim: int, model width `D`.
+        intermediate_dim: int, feed-forward width. Defaults to `4 * hidden_dim`.
+        dropout: float in [0, 1), dropout on embeddings, attention and feed-forward outputs.
+        num_segments: int, number of segment ids (sentence A / B); 0 for none.
+        padding_id: the token id that marks padding.
+        activation: feed-forward activation. Defaults to `"gelu"`.
+        layer_norm_epsilon: float, epsilon of the layer normalisations.
+        seed: int or None, seed of the dropouts.
+        **kwargs: standard `keras.Model` arguments (`name`, `dtype`).
+
+    Call arguments:
+        inputs: `[B, T]` integer token ids with `T <= max_length`, or a dict with
+            `"token_ids"` and optionally `"padding_mask"` and `"segment_ids"`.
+        padding_mask: optional `[B, T]` boolean, True for real tokens. Defaults to
+            `token_ids != padding_id`.
+        segment_ids: optional `[B, T]` integer segment ids (with `num_segments > 0`).
+        training: bool, enables dropout.
+
+    Returns:
+        `[B, T, D]` hidden states.
+
+    Example:
+
+    >>> encoder = BertEncoder(vocabulary_size=4096, max_length=128, num_layers=2,
+    ...                       num_heads=4, hidden_dim=128)
+    >>> hidden = encoder(np.array([[2, 57, 90, 3, 0, 0]]))   # [1, 6, 128]
+
+    References:
+        Devlin et al., "BERT: Pre-training of Deep Bidirectional Transformers for Language
+        Understanding", 2019.
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        max_length=128,
+        num_layers=4,
+        num_heads=4,
+        hidden_dim=256,
+        intermediate_dim=None,
+        dropout=0.1,
+        num_segments=0,
+        padding_id=0,
+        activation="gelu",
+        layer_norm_epsilon=1e-5,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.vocabulary_size = check_positive_int("vocabulary_size", vocabulary_size)
+        self.max_length = check_positive_int("max_length", max_length)
+        self.num_layers = check_positive_int("num_layers", num_layers)
+        self.num_heads = check_positive_int("num_heads", num_heads)
+        self.hidden_dim = check_positive_int("hidden_dim", hidden_dim)
+        if self.hidden_dim % self.num_heads:
+            raise ValueError(
+                f"`hidden_dim` ({hidden_dim}) must be divisible by `num_heads` ({num_heads})."
+            )
+        self.intermediate_dim = check_positive_int(
+            "intermediate_dim", intermediate_dim or 4 * self.hidden_dim
+        )
+        self.dropout = check_rate("dropout", dropout)
+        if not isinstance(num_segments, int) or num_segments < 0:
+            raise ValueError(f"`num_segments` must be an int >= 0; got {num_segments!r}.")
+        self.num_segments = num_segments
+        if not isinstance(padding_id, int) or not 0 <= padding_id < self.vocabulary_size:
+            raise ValueError(
+                f"`padding_id` must be a token id in [0, {self.vocabulary_size}); "
+                f"got {padding_id!r}."
+            )
+        self.padding_id = padding_id
+        self.activation = activation
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.seed = seed
+
+        common = {"dtype": self.dtype_policy}
+        initializer = keras.initializers.TruncatedNormal(stddev=0.02)
+        self.token_embedding = TokenEmbedding(
+            self.vocabulary_size, self.hidden_dim, name="token_embedding", **common
+        )
+        self.position_embedding = PositionEmbedding(
+            self.max_length, name="position_embedding", **common
+        )
+        self.segment_embedding = None
+        if self.num_segments:
+            self.segment_embedding = keras.layers.Embedding(
+                self.num_segments, self.hidden_dim, embeddings_initializer=initializer,
+                name="segment_embedding", **common,
+            )
+        self.embedding_dropout = keras.layers.Dropout(
+            self.dropout, seed=seed, name="embedding_dropout", **common
+        )
+        self.blocks = [
+            TransformerBlock(
+                num_heads=self.num_heads,
+                intermediate_dim=self.intermediate_dim,
+                dropout=self.dropout,
+                activation=activation,
+                layer_norm_epsilon=self.layer_norm_epsilon,
+                normalize_first=True,
+                causal=False,
+                kernel_initializer=initializer,
+                seed=seed,
+                name=f"block_{index}",
+                **common,
+            )
+            for index in range(self.num_layers)
+        ]
+        self.final_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, name="final_norm", **common
+        )
+
+    def build(self, input_shape=None):
+        hidden_shape = (None, None, self.hidden_dim)
+        self.token_embedding.build()
+        self.position_embedding.build(hidden_shape)
+        if self.segment_embedding is not None:
+            self.segment_embedding.build((None, None))
+        for block in self.blocks:
+            block.build(hidden_shape)
+        self.final_norm.build(hidden_shape)
+        self.built = True
+
+    def unpack_inputs(self, inputs, padding_mask=None, segment_ids=None):
+        """`(token_ids, padding_mask, segment_ids)` from an array or a dict input, checked."""
+        if isinstance(inputs, dict):
+            unknown = set(inputs) - {"token_ids", "padding_mask", "segment_ids"}
+            if unknown or "token_ids" not in inputs:
+                raise ValueError(
+                    "A dict input must have the key 'token_ids' and may have 'padding_mask' "
+                    f"and 'segment_ids'; got keys {sorted(inputs)}."
+                )
+            padding_mask = inputs.get("padding_mask", padding_mask)
+            segment_ids = inputs.get("segment_ids", segment_ids)
+            inputs = inputs["token_ids"]
+        check_token_ids(inputs)
+        if len(inputs.shape) != 2:
+            raise ValueError(f"`token_ids` must have shape [B, T]; got shape {tuple(inputs.shape)}.")
+        length = inputs.shape[1]
+        if length is not None and length > self.max_length:
+            raise ValueError(
+                f"The sequence has {length} tokens, more than max_length={self.max_length} of "
+                "this encoder. Truncate it (WordPieceTokenizer.encode does), or build the "
+                "encoder with a larger max_length."
+            )
+        if segment_ids is not None and not self.num_segments:
+            raise ValueError("`segment_ids` given, but the encoder has `num_segments=0`.")
+        if padding_mask is None:
+            padding_mask = ops.not_equal(inputs, self.padding_id)
+        return inputs, padding_mask, segment_ids
+
+    def call(self, inputs, padding_mask=None, segment_ids=None, training=None):
+        token_ids, padding_mask, segment_ids = self.unpack_inputs(
+            inputs, padding_mask, segment_ids)
+        x = self.token_embedding(token_ids)
+        x = x + self.position_embedding(x)
+        if self.segment_embedding is not None:
+            if segment_ids is None:
+                segment_ids = ops.zeros_like(token_ids)
+            x = x + self.segment_embedding(segment_ids)
+        x = self.embedding_dropout(x, training=training)
+        for block in self.blocks:
+            x = block(x, padding_mask=padding_mask, training=training)
+        return self.final_norm(x)
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, dict):
+            input_shape = input_shape["token_ids"]
+        return (*input_shape, self.hidden_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "vocabulary_size": self.vocabulary_size,
+            "max_length": self.max_length,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "hidden_dim": self.hidden_dim,
+            "intermediate_dim": self.intermediate_dim,
+            "dropout": self.dropout,
+            "num_segments": self.num_segments,
+            "padding_id": self.padding_id,
+            "activation": self.activation,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "seed": self.seed,
+        })
+        return config
+
+    def encoder_settings(self):
+        """The settings another encoder must share to take this one's weights."""
+        return {name: getattr(self, name) for name in ENCODER_SETTINGS}
+
+
+def _encoder_config(config):
+    """The `BertEncoder` arguments among a model's config."""
+    names = ("vocabulary_size", "max_length", "num_layers", "num_heads", "hidden_dim",
+             "intermediate_dim", "dropout", "num_segments", "padding_id", "activation",
+             "layer_norm_epsilon", "seed", "dtype")
+    return {name: config[name] for name in names if name in config}
+
+
+class _EncoderModel(TrainableModel):
+    """A model with a `BertEncoder` (built from its own arguments) and a head."""
+
+    def __init__(self, vocabulary_size, max_length=128, num_layers=4, num_heads=4,
+                 hidden_dim=256, intermediate_dim=None, dropout=0.1, num_segments=0,
+                 padding_id=0, activation="gelu", layer_norm_epsilon=1e-5, seed=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = BertEncoder(
+            vocabulary_size=vocabulary_size, max_length=max_length, num_layers=num_layers,
+            num_heads=num_heads, hidden_dim=hidden_dim, intermediate_dim=intermediate_dim,
+            dropout=dropout, num_segments=num_segments, padding_id=padding_id,
+            activation=activation, layer_norm_epsilon=layer_norm_epsilon, seed=seed,
+            dtype=self.dtype_policy, name="encoder",
+        )
+
+    @property
+    def vocabulary_size(self):
+        return self.encoder.vocabulary_size
+
+    @property
+    def max_length(self):
+        return self.encoder.max_length
+
+    def get_config(self):
+        config = super().get_config()
+        encoder = self.encoder.get_config()
+        config.update({name: value for name, value in encoder.items()
+                       if name not in ("name", "trainable", "dtype")})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfllm")
+class BertMaskedLM(_EncoderModel):
+    """A `BertEncoder` with the masked-LM head: token ids `[B, T]` → logits `[B, T, V]`.
+
+    The head is BERT's: a dense layer with the encoder's activation, a layer
+    normalisation, then the transposed token embedding (weight tying) plus a bias per
+    token. Train it on corrupted ids (`tfllm.data.masked_lm_dataset`) with the targets and
+    a `sample_weight` that is 1 only at the selected positions; `compile`'s default loss
+    averages the cross-entropy over those positions only.
+
+    Args:
+        The `BertEncoder` arguments (`vocabulary_size`, `max_length`, ...).
+
+    Call arguments:
+        As `BertEncoder`, plus `mask_positions`: optional `[B, P]` int positions (also
+        accepted as the input dict's `"mask_positions"`); only those positions go
+        through the head, which saves most of its cost in training
+        (`masked_lm_dataset(..., max_predictions=P)` yields them).
+
+    Returns:
+        `[B, T, V]` float32 logits, or `[B, P, V]` with `mask_positions`.
+
+    Example:
+
+    >>> model = BertMaskedLM(vocabulary_size=4096, max_length=128, num_layers=2,
+    ...                      hidden_dim=128)
+    >>> model.compile(optimizer="adamw")
+    >>> model.fit(masked_lm_dataset(train_ids, tokenizer, 128, batch_size=32, seed=1))
+    """
+
+    def __init__(self, vocabulary_size, **kwargs):
+        super().__init__(vocabulary_size, **kwargs)
+        common = {"dtype": self.dtype_policy}
+        self.head_dense = keras.layers.Dense(
+            self.encoder.hidden_dim, activation=self.encoder.activation,
+            kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            name="head_dense", **common,
+        )
+        self.head_norm = keras.layers.LayerNormalization(
+            epsilon=self.encoder.layer_norm_epsilon, name="head_norm", **common
+        )
+
+    def build(self, input_shape=None):
+        hidden_shape = (None, None, self.encoder.hidden_dim)
+        self.encoder.build(input_shape)
+        self.head_dense.build(hidden_shape)
+        self.head_norm.build(hidden_shape)
+        self.output_bias = self.add_weight(
+            shape=(self.encoder.vocabulary_size,), initializer="zeros", name="output_bias"
+        )
+        self.built = True
+
+    def call(self, inputs, padding_mask=None, segment_ids=None, mask_positions=None,
+             training=None):
+        if isinstance(inputs, dict) and "mask_positions" in inputs:
+            inputs = dict(inputs)
+            mask_positions = inputs.pop("mask_positions")
+        hidden = self.encoder(inputs, padding_mask=padding_mask, segment_ids=segment_ids,
+                              training=training)
+        if mask_positions is not None:
+            # Only the positions to predict go through the head (a V-wide matmul).
+            hidden = ops.take_along_axis(
+                hidden, ops.cast(mask_positions, "int32")[:, :, None], axis=1)
+        hidden = self.head_norm(self.head_dense(hidden))
+        logits = self.encoder.token_embedding(hidden, reverse=True)
+        return logits + ops.cast(self.output_bias, logits.dtype)
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, dict):
+            input_shape = input_shape.get("mask_positions", input_shape["token_ids"])
+        return (*input_shape, self.encoder.vocabulary_size)
+
+    def compile(self, optimizer="adamw", loss=None, **kwargs):
+        """`keras.Model.compile`; the default loss is the cross-entropy (nats) averaged over
+        the positions whose `sample_weight` is non-zero."""
+        if loss is None:
+            loss = keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True, reduction="mean_with_sample_weight")
+        super().compile(optimizer=optimizer, loss=loss, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="tfllm")
+class BertClassifier(_EncoderModel):
+    """A `BertEncoder` with a classification head: token ids `[B, T]` → logits `[B, C]`.
+
+    The encoder's output is pooled into one vector per sequence, the final hidden state of
+    the first token (`"cls"`, BERT's `[CLS]`) or the mean over real tokens (`"mean"`), then
+    dropout and a dense layer give one logit per class.
+
+    Args:
+        num_classes: int, number of classes `C`.
+        pooling: `"cls"` or `"mean"`.
+        classifier_dropout: float in [0, 1), dropout before the output layer.
+        The `BertEncoder` arguments (`vocabulary_size`, `max_length`, ...).
+
+    Call arguments:
+        As `BertEncoder`.
+
+    Returns:
+        `[B, C]` float32 logits (softmax them for class probabilities).
+
+    Example:
+
+    >>> classifier = BertClassifier.from_pretrained(masked_lm, num_classes=3)
+    >>> probabilities = keras.ops.softmax(classifier(token_ids))
+    """
+
+    def __init__(self, vocabulary_size, num_classes=2, pooling="cls", classifier_dropout=0.1,
+                 **kwargs):
+        super().__init__(vocabulary_size, **kwargs)
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"`num_classes` must be an int >= 2; got {num_classes!r}.")
+        self.num_classes = num_classes
+        self.pooling = check_choice("pooling", pooling, POOLINGS)
+        self.classifier_dropout = check_rate("classifier_dropout", classifier_dropout)
+        common = {"dtype": self.dtype_policy}
+        self.pooled_dropout = keras.layers.Dropout(
+            self.classifier_dropout, seed=self.encoder.seed, name="pooled_dropout", **common)
+        self.output_dense = keras.layers.Dense(
+            num_classes, kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            name="output_dense", **common,
+        )
+
+    def build(self, input_shape=None):
+        self.encoder.build(input_shape)
+        self.output_dense.build((None, self.encoder.hidden_dim))
+        self.built = True
+
+    def call(self, inputs, padding_mask=None, segment_ids=None, training=None):
+        token_ids, padding_mask, segment_ids = self.encoder.unpack_inputs(
+            inputs, padding_mask, segment_ids)
+        hidden = self.encoder(token_ids, padding_mask=padding_mask, segment_ids=segment_ids,
+                              training=training)
+        if self.pooling == "cls":
+            pooled = hidden[:, 0, :]
+        else:
+            weights = ops.cast(padding_mask, hidden.dtype)[:, :, None]
+            pooled = ops.sum(hidden * weights, axis=1) / ops.maximum(
+                ops.sum(weights, axis=1), 1.0)
+        pooled = self.pooled_dropout(pooled, training=training)
+        return ops.cast(self.output_dense(pooled), "float32")
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, dict):
+            input_shape = input_shape["token_ids"]
+        return (input_shape[0], self.num_classes)
+
+    def compile(self, optimizer="adamw", loss=None, **kwargs):
+        """`keras.Model.compile` with cross-entropy on the logits as the default loss."""
+        if loss is None:
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        super().compile(optimizer=optimizer, loss=loss, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_classes=self.num_classes, pooling=self.pooling,
+                      classifier_dropout=self.classifier_dropout)
+        return config
+
+    def load_encoder(self, source):
+        """Copies the encoder weights of `source` into this classifier's encoder.
+
+        Args:
+            source: a `BertMaskedLM` or `BertClassifier`, a `BertEncoder`, a `.keras` file
+                of one, or a run directory (its `model.keras`, else its latest checkpoint).
+
+        Raises:
+            ValueError: the source is not a BERT model, or its encoder differs in a setting
+                that shapes the weights (the error names them).
+        """
+        encoder = _find_encoder(source)
+        mine, theirs = self.encoder.encoder_settings(), encoder.encoder_settings()
+        differences = [f"{name}: this classifier {mine[name]!r}, the source {theirs[name]!r}"
+                       for name in ENCODER_SETTINGS if mine[name] != theirs[name]]
+        if differences:
+            raise ValueError("The encoders differ; " + "; ".join(differences) + ".")
+        if not self.built:
+            self.build((None, None))
+        if not encoder.built:
+            encoder.build((None, None))
+        self.encoder.set_weights(encoder.get_weights())
+        return self
+
+    @classmethod
+    def from_pretrained(cls, source, num_classes, pooling="cls", classifier_dropout=0.1,
+                        dropout=None, seed=None, **kwargs):
+        """A classifier with the encoder settings and weights of `source` (see `load_encoder`).
+
+        `dropout` and `seed` default to the source's.
+        """
+        encoder = _find_encoder(source)
+        config = _encoder_config(encoder.get_config())
+        config.pop("dtype", None)
+        if dropout is not None:
+            config["dropout"] = dropout
+        if seed is not None:
+            config["seed"] = seed
+        classifier = cls(num_classes=num_classes, pooling=pooling,
+                         classifier_dropout=classifier_dropout, **config, **kwargs)
+        return classifier.load_encoder(encoder)
+
+
+def _find_encoder(source):
+    """The `BertEncoder` of a model, a `.keras` file or a run directory."""
+    from pathlib import Path
+
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if path.is_dir():
+            from tfllm.training.runs import load_run
+
+            source = load_run(path)[0]
+        elif path.is_file():
+            source = keras.saving.load_model(path)
+        else:
+            raise FileNotFoundError(f"{path} is neither a model file nor a run directory.")
+    if isinstance(source, BertEncoder):
+        return source
+    if isinstance(source, _EncoderModel):
+        return source.encoder
+    raise ValueError(
+        f"Cannot load BERT encoder weights from a {type(source).__name__}; give a "
+        "BertMaskedLM, BertClassifier, BertEncoder, a .keras file or a run directory."
+    )

@@ -1,0 +1,537 @@
+"""Pre-training BERT with masked language modelling, and fine-tuning it as a classifier.
+
+`pretrain_masked_lm` and `finetune_classifier` are the jobs behind
+`examples/pretrain_bert.py`, `examples/finetune_classifier.py` and `tfllm train --model
+bert | classifier`. They use the machinery of the GPT path: a `TrainingConfig`, AdamW with
+warm-up and cosine decay, `model.fit` under a `tf.distribute` strategy, a checkpoint per
+epoch that an interrupted run resumes from, TensorBoard logs and a run directory:
+
+```
+runs/NAME/
+  config.json  tokenizer.json  checkpoints/  logs/  history.csv  model.keras  metrics.json
+```
+
+A classifier run's `metrics.json` holds accuracy, macro-F1, per-class scores and the
+confusion matrix of the held-out plays; its TensorBoard logs show them too (HParams and a
+Markdown confusion matrix under Text).
+"""
+
+import json
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfllm.data.datasets import (
+    classification_dataset,
+    encode_pieces,
+    masked_lm_dataset,
+    predictions_per_sequence,
+)
+from tfllm.metrics import classification_report, confusion_matrix_markdown
+from tfllm.training.callbacks import summary_writer
+from tfllm.training.checkpoints import is_chief
+from tfllm.training.language_model import LOGS_FOLDER, fit_in_run, make_optimizer
+from tfllm.training.runs import CONFIG_FILE, TOKENIZER_FILE, save_run, write_json
+from tfllm.training.strategy import jit_compile_for, with_data_sharding
+
+#: Seed of the masks of held-out masked-LM scores: every score uses the same masks.
+HELD_OUT_MASK_SEED = 12345
+
+
+def compile_masked_lm(model, config, strategy=None):
+    """Compiles a `BertMaskedLM` for `config`: AdamW, the masked positions' loss, accuracy
+    over the masked positions (a weighted metric: `sample_weight` picks them)."""
+    return _compile(model, config, strategy, "weighted_metrics")
+
+
+def compile_classifier(model, config, strategy=None):
+    """Compiles a `BertClassifier` for `config`: AdamW, cross-entropy, accuracy."""
+    return _compile(model, config, strategy, "metrics")
+
+
+def _compile(model, config, strategy, metrics_argument):
+    strategy = strategy or model.distribute_strategy
+    with strategy.scope():
+        model.compile(
+            optimizer=make_optimizer(config),
+            jit_compile=jit_compile_for(strategy, config.jit_compile),
+            **{metrics_argument: [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]},
+        )
+    return model
+
+
+def masked_lm_score(model, token_ids, tokenizer, sequence_length, batch_size=32):
+    """`(loss, accuracy)` of a masked-LM over a whole held-out stream.
+
+    Every full sequence of the stream is scored once, with the masks of
+    `HELD_OUT_MASK_SEED` (the same masks each time, so scores before and after
+    training compare). The loss is the mean cross-entropy (nats) of the selected pieces.
+    """
+    data = masked_lm_dataset(token_ids, tokenizer, sequence_length, batch_size,
+                             shuffle=False, seed=HELD_OUT_MASK_SEED, drop_remainder=False)
+
+    @tf.function
+    def sums(inputs, labels, weights):
+        logits = model(inputs, training=False)
+        losses = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels),
+                          tf.float32)
+        return tf.stack([tf.reduce_sum(losses * weights), tf.reduce_sum(correct * weights),
+                         tf.reduce_sum(weights)])
+
+    # Sums over all batches, then one division: the mean per selected piece.
+    total_loss, total_correct, total_count = np.sum(
+        [sums(*batch).numpy() for batch in data], axis=0)
+    total_count = max(float(total_count), 1.0)
+    return float(total_loss) / total_count, float(total_correct) / total_count
+
+
+def predict_classes(model, tokenizer, texts, sequence_length, batch_size=64):
+    """`[N, C]` class probabilities of `texts` (truncated as `WordPieceTokenizer.encode`)."""
+    empty = [index for index, text in enumerate(texts) if not text.strip()]
+    if empty:
+        raise ValueError(f"Texts {empty[:5]} are empty; a passage needs words to classify.")
+    ids, _ = tokenizer.encode(tf.constant(list(texts)), sequence_length)
+    logits = model.predict(ids, batch_size=batch_size, verbose=0)
+    return tf.nn.softmax(logits).numpy()
+
+
+def fill_masks_sample(model, tokenizer, text, sequence_length, seed=7):
+    """A text with 15 % of its pieces masked, and the model's guesses in brackets."""
+    ids, _ = tokenizer.encode(tf.constant([text]), sequence_length)
+    from tfllm.data.masking import mask_tokens
+
+    masked = mask_tokens(ids, tokenizer.mask_id, tokenizer.vocabulary_size, seed=[seed, 0],
+                         mask_fraction=1.0, random_fraction=0.0,
+                         special_ids=tokenizer.special_ids)
+    guesses = tf.argmax(model(masked["inputs"], training=False), -1, output_type=tf.int32)
+    vocabulary = tokenizer.vocabulary
+    pieces = []
+    for original, selected, guess in zip(ids[0].numpy(), masked["sample_weight"][0].numpy(),
+                                         guesses[0].numpy()):
+        if original in tokenizer.special_ids:
+            continue
+        piece = vocabulary[original]
+        pieces.append(f"[{vocabulary[guess]} / {piece}]" if selected else piece)
+    return " ".join(pieces).replace(" ##", "")
+
+
+def _fit(train_data_for, validation_data, config, verbose):
+    """A `fit(model, callbacks, initial_step)` for `fit_in_run` over these datasets."""
+
+    def fit(model, callbacks, initial_step):
+        history = model.fit(
+            with_data_sharding(train_data_for(initial_step)),
+            epochs=config.epochs,
+            initial_epoch=initial_step // config.epoch_steps,
+            steps_per_epoch=config.epoch_steps,
+            validation_data=(with_data_sharding(validation_data)
+                             if validation_data is not None else None),
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,  # the datasets shuffle themselves, reproducibly
+        )
+        return history.history.get("loss", [])
+
+    return fit
+
+
+def pretrain_masked_lm(model, corpus, tokenizer, config, run_directory=None, *, strategy=None,
+                       resume=True, sample_text=None, print_function=print, verbose=1):
+    """Pre-trains a `BertMaskedLM` on `corpus.train`; scores held-out plays before and after.
+
+    Args:
+        model: a function of no arguments that creates the `BertMaskedLM` (called in the
+            strategy's scope), or a model created there.
+        corpus: a `tfllm.data.Corpus` (e.g. `bundled_genre_split()`).
+        tokenizer: the `WordPieceTokenizer` (learned from `corpus.train`).
+        config: a `TrainingConfig`; `sequence_length` counts `[CLS]` and `[SEP]`.
+        run_directory: where the run lives; None keeps nothing.
+        strategy: a `tf.distribute.Strategy`; default: the one in scope.
+        resume: continue from the run's latest checkpoint.
+        sample_text: a held-out passage whose masked pieces TensorBoard shows the model
+            guessing after each epoch.
+        print_function: where progress lines go.
+        verbose: Keras progress output.
+
+    Returns:
+        A dict of figures: held-out masked-LM loss and accuracy before (`initial_...`) and
+        after training, time and tokens per second.
+    """
+    from pathlib import Path
+
+    run = Path(run_directory) if run_directory is not None else None
+    streams = {split: encode_pieces(tokenizer, corpus.documents(split))
+               for split in ("train", "validation", "test")}
+    length = config.sequence_length
+    held_out = [split for split in ("validation", "test") if len(streams[split]) >= length - 2]
+    print_function(
+        f"Pre-training on {len(streams['train']):,} word pieces for {config.steps} steps of "
+        f"{config.batch_size} × {length} tokens ("
+        f"{config.steps * config.batch_size * (length - 2) / len(streams['train']):.2f} "
+        "passes)."
+    )
+    builder = model if not isinstance(model, keras.Model) else (lambda: model)
+    initial = {}
+
+    def build():
+        created = builder()
+        # The score of the initial weights (the seed makes them the same on resuming).
+        for split in held_out:
+            initial[split] = masked_lm_score(created, streams[split], tokenizer, length,
+                                             config.batch_size)
+        return created
+
+    def train_data(initial_step):
+        data = masked_lm_dataset(streams["train"], tokenizer, length, config.batch_size,
+                                 shuffle=True, seed=config.seed, repeat=True,
+                                 max_predictions=predictions_per_sequence(length))
+        return data.skip(initial_step) if initial_step else data
+
+    validation_data = None
+    if "validation" in held_out:
+        validation_data = masked_lm_dataset(
+            streams["validation"], tokenizer, length, config.batch_size, shuffle=False,
+            seed=HELD_OUT_MASK_SEED, drop_remainder=False,
+            max_predictions=predictions_per_sequence(length)).take(config.validation_batches)
+    sample_fn = None
+    if sample_text:
+        sample_fn = lambda trained: fill_masks_sample(trained, tokenizer, sample_text, length)  # noqa: E731
+    strategy = strategy or tf.distribute.get_strategy()
+    outcome = fit_in_run(
+        build, compile_masked_lm, _fit(train_data, validation_data, config, verbose), config,
+        tokenizer, run, strategy=strategy, resume=resume,
+        tokens_per_step=config.batch_size * length, run_config={"job": "masked_lm"},
+        hparams_metrics=("loss", "accuracy", "val_loss", "val_accuracy",
+                         "heldout_validation_loss", "heldout_test_loss"),
+        sample_fn=sample_fn, print_function=print_function,
+    )
+    trained, stopwatch, hparams = outcome.model, outcome.stopwatch, outcome.hparams
+    initial_step = outcome.initial_step
+    metrics = {
+        "steps": config.epochs * config.epoch_steps,
+        "resumed_from_step": initial_step,
+        "training_seconds": round(stopwatch.seconds, 1),
+        "tokens_per_second": round(stopwatch.tokens_per_second, 1),
+    }
+    for split in held_out:
+        metrics[f"initial_{split}_loss"], metrics[f"initial_{split}_accuracy"] = initial[split]
+        loss, accuracy = masked_lm_score(trained, streams[split], tokenizer, length,
+                                         config.batch_size)
+        metrics[f"{split}_loss"], metrics[f"{split}_accuracy"] = loss, accuracy
+        before = f" (before training {initial[split][0]:.3f})"
+        print_function(
+            f"Held-out {split} masked-LM loss over {len(corpus.documents(split))} plays: "
+            f"{loss:.3f} nats per masked piece{before}, accuracy {accuracy:.1%}."
+        )
+    print_function(f"Trained in {metrics['training_seconds']:.0f} s, "
+                   f"{metrics['tokens_per_second']:,.0f} tokens/s.")
+    if hparams is not None:
+        hparams.write_metrics({f"heldout_{split}_loss": metrics[f"{split}_loss"]
+                               for split in held_out})
+        hparams.close()
+    if run is not None and is_chief(strategy):
+        save_run(run, trained, tokenizer, metrics=metrics)
+        print_function(f"Saved the run to {run}/")
+    return metrics
+
+
+def finetune_classifier(model, passages, tokenizer, config, class_names, run_directory=None,
+                        *, strategy=None, resume=True, run_config=None, print_function=print,
+                        verbose=1):
+    """Fine-tunes a `BertClassifier` on labelled passages; evaluates the held-out ones.
+
+    Args:
+        model: a function of no arguments that creates the classifier (called in the
+            strategy's scope, e.g. `lambda: BertClassifier.from_pretrained(run, 3)`), or a
+            model created there.
+        passages: `{"train": (texts, labels), "validation": ..., "test": ...}`; held-out
+            splits may be missing.
+        tokenizer: the `WordPieceTokenizer` of the encoder.
+        config: a `TrainingConfig`; `sequence_length` is the classifier's input length
+            (longer passages keep their first `sequence_length - 2` pieces).
+        class_names: the names of the class ids.
+        run_directory: where the run lives; None keeps nothing.
+        run_config: extra JSON-friendly facts for `config.json` (e.g. the pre-training run).
+
+    Returns:
+        A dict: `{split}: classification_report(...)` for each held-out split, time, and
+        the fraction of passages truncated.
+    """
+    from pathlib import Path
+
+    run = Path(run_directory) if run_directory is not None else None
+    texts, labels = passages["train"]
+    length = config.sequence_length
+    print_function(
+        f"Fine-tuning on {len(texts):,} passages for {config.steps} steps of "
+        f"{config.batch_size} ({config.steps * config.batch_size / len(texts):.1f} passes)."
+    )
+
+    def train_data(initial_step):
+        data = classification_dataset(texts, labels, tokenizer, length, config.batch_size,
+                                      shuffle=True, seed=config.seed, repeat=True)
+        return data.skip(initial_step) if initial_step else data
+
+    validation_data = None
+    if "validation" in passages:
+        validation_data = classification_dataset(
+            *passages["validation"], tokenizer, length, config.batch_size)
+    strategy = strategy or tf.distribute.get_strategy()
+    outcome = fit_in_run(
+        model, compile_classifier, _fit(train_data, validation_data, config, verbose), config,
+        tokenizer, run, strategy=strategy, resume=resume,
+        tokens_per_step=config.batch_size * length,
+        run_config={"job": "classifier", "class_names": list(class_names), **(run_config or {})},
+        hparams_metrics=("loss", "accuracy", "val_loss", "val_accuracy",
+                         "heldout_validation_macro_f1", "heldout_test_macro_f1",
+                         "heldout_test_accuracy"),
+        print_function=print_function,
+    )
+    trained, stopwatch, hparams = outcome.model, outcome.stopwatch, outcome.hparams
+    initial_step = outcome.initial_step
+    metrics = {
+        "steps": config.epochs * config.epoch_steps,
+        "resumed_from_step": initial_step,
+        "training_seconds": round(stopwatch.seconds, 1),
+        "tokens_per_second": round(stopwatch.tokens_per_second, 1),
+        "class_names": list(class_names),
+    }
+    for split in ("validation", "test"):
+        if split not in passages:
+            continue
+        held_texts, held_labels = passages[split]
+        probabilities = predict_classes(trained, tokenizer, held_texts, length)
+        report = classification_report(held_labels, probabilities.argmax(-1), class_names)
+        _, truncated = tokenizer.encode(tf.constant(list(held_texts)), length)
+        report["truncated_fraction"] = float(np.mean(truncated.numpy()))
+        metrics[split] = report
+        print_function(f"Held-out {split}: accuracy {report['accuracy']:.3f}, macro-F1 "
+                       f"{report['macro_f1']:.3f} over {report['count']} passages.")
+    if hparams is not None:
+        values = {f"heldout_{split}_macro_f1": metrics[split]["macro_f1"]
+                  for split in ("validation", "test") if split in metrics}
+        if "test" in metrics:
+            values["heldout_test_accuracy"] = metrics["test"]["accuracy"]
+        hparams.write_metrics(values)
+        hparams.close()
+        if is_chief(strategy):
+            write_confusion_matrices(run / LOGS_FOLDER, metrics,
+                                     config.epochs * config.epoch_steps)
+    if run is not None and is_chief(strategy):
+        save_run(run, trained, tokenizer, metrics=metrics)
+        print_function(f"Saved the run to {run}/")
+    return metrics
+
+
+def write_confusion_matrices(log_dir, reports, step, tag="confusion_matrix"):
+    """Writes each held-out split's confusion matrix as Markdown to TensorBoard's Text tab."""
+    writer = summary_writer(log_dir / "evaluation")
+    with writer.as_default():
+        for split in ("validation", "test"):
+            if split in reports:
+                report = reports[split]
+                text = (f"accuracy {report['accuracy']:.3f}, macro-F1 "
+                        f"{report['macro_f1']:.3f}\n\n" + confusion_matrix_markdown(report))
+                tf.summary.text(f"{tag}/{split}", text, step=step)
+    writer.flush()
+
+
+def majority_baseline(train_labels, labels, class_names):
+    """The report of always predicting the most frequent training class."""
+    majority = int(np.bincount(np.asarray(train_labels), minlength=len(class_names)).argmax())
+    return classification_report(labels, np.full(len(labels), majority), class_names)
+
+
+def bag_of_words_baseline(train, held_out, class_names, validation=None, max_words=20000,
+                          l2_strengths=(1e-5, 1e-4, 1e-3), epochs=30, seed=1):
+    """A bag-of-words logistic regression: TF-IDF word features → softmax.
+
+    Texts are normalised with `tfllm.data.text.normalize_text` (lower case, words only,
+    stop words removed); the vocabulary holds the `max_words` most frequent training
+    words. The L2 strength is chosen by macro-F1 on `validation` (when given).
+
+    Args:
+        train: `(texts, labels)` to fit on.
+        held_out: `(texts, labels)` to report on.
+        class_names: the class names.
+        validation: `(texts, labels)` for choosing the L2 strength.
+
+    Returns:
+        `(report on held_out, chosen L2 strength)`.
+    """
+    from tfllm.data.text import normalize_text
+
+    def features(texts):
+        return tf.constant([normalize_text(text, remove_stop_words=True) for text in texts])
+
+    train_texts = features(train[0])
+    vectorizer = keras.layers.TextVectorization(
+        max_tokens=max_words, standardize=None, split="whitespace", output_mode="tf_idf")
+    vectorizer.adapt(train_texts)
+    train_x = vectorizer(train_texts)
+    train_y = np.asarray(train[1], np.int32)
+
+    def fit(l2):
+        keras.utils.set_random_seed(seed)
+        model = keras.Sequential([
+            keras.Input((train_x.shape[1],)),
+            keras.layers.Dense(len(class_names),
+                               kernel_regularizer=keras.regularizers.L2(l2)),
+        ])
+        model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(train_x, train_y, batch_size=256, epochs=epochs, verbose=0, shuffle=True)
+        return model
+
+    def report(model, split):
+        logits = model(vectorizer(features(split[0])), training=False)
+        return classification_report(split[1], np.argmax(logits, -1), class_names)
+
+    candidates = list(l2_strengths) if validation is not None else [l2_strengths[0]]
+    best = None
+    for l2 in candidates:
+        model = fit(l2)
+        score = report(model, validation)["macro_f1"] if validation is not None else 0.0
+        if best is None or score > best[0]:
+            best = (score, l2, model)
+    return report(best[2], held_out), best[1]
+
+
+def pretraining_job(corpus, vocabulary_size, model_settings, config, run_directory, *,
+                    strategy=None, resume=True, print_function=print, verbose=1):
+    """Learns a WordPiece vocabulary from `corpus.train`, then `pretrain_masked_lm`.
+
+    A resumed run reuses the vocabulary saved in its run directory. Returns the metrics.
+    """
+    import time
+    from pathlib import Path
+
+    from tfllm.data.wordpiece import WordPieceTokenizer
+    from tfllm.models.bert import BertMaskedLM
+
+    saved = Path(run_directory) / TOKENIZER_FILE if run_directory is not None else None
+    if resume and saved is not None and saved.is_file():
+        tokenizer = WordPieceTokenizer.load(saved)
+        print_function(f"Word pieces: {tokenizer.vocabulary_size} (from {saved}).")
+    else:
+        start = time.perf_counter()
+        print_function(f"Learning a WordPiece vocabulary of up to {vocabulary_size} pieces "
+                       f"from {len(corpus.train)} training texts...")
+        tokenizer = WordPieceTokenizer.from_texts(corpus.texts("train"), vocabulary_size)
+        print_function(f"Word pieces: {tokenizer.vocabulary_size} "
+                       f"({time.perf_counter() - start:.0f} s).")
+    settings = dict(model_settings)
+    settings["max_length"] = max(settings.get("max_length", 0), config.sequence_length)
+    sample = None
+    if corpus.validation:
+        sample = corpus.validation[0].text[1000:1400]
+    return pretrain_masked_lm(
+        lambda: BertMaskedLM(vocabulary_size=tokenizer.vocabulary_size, seed=config.seed,
+                             **settings),
+        corpus, tokenizer, config, run_directory, strategy=strategy, resume=resume,
+        sample_text=sample, print_function=print_function, verbose=verbose,
+    )
+
+
+def _report_line(name, report):
+    return f"| {name} | {report['accuracy']:.3f} | {report['macro_f1']:.3f} |"
+
+
+def genre_classification_job(pretrained, classifier_settings, config, run_directory, *,
+                             corpus=None, passage_length=400, baselines=True, strategy=None,
+                             resume=True, print_function=print, verbose=1):
+    """Fine-tunes a pre-trained encoder to tell comedy / history / tragedy passages apart.
+
+    The plays are split by `bundled_genre_split` (the split the pre-training run should
+    have used: its held-out plays are the classifier's held-out plays). With `baselines`,
+    the same script scores, on the same split: the majority class, a bag-of-words
+    logistic regression and the same classifier fine-tuned from random weights (a second
+    run directory, `RUN-scratch`). Everything lands in `RUN/metrics.json` and
+    `RUN/comparison.json`; a Markdown table is printed.
+
+    Args:
+        pretrained: the run directory of a masked-LM pre-training run.
+        classifier_settings: `BertClassifier` head settings (`pooling`,
+            `classifier_dropout`).
+        config: the fine-tuning `TrainingConfig`.
+        run_directory: the classifier's run directory.
+        corpus: the plays, split by play (default: `bundled_genre_split()`); documents
+            need a `genre`.
+        passage_length: characters per passage.
+
+    Returns:
+        `{"pretrained": report, "majority": ..., "bag_of_words": ..., "no_pretraining": ...}`
+        of the test plays, plus `"validation"` reports of the pre-trained classifier.
+    """
+    from pathlib import Path
+
+    from tfllm.data.genres import CLASS_NAMES, bundled_genre_split, class_balance, \
+        labelled_passages
+    from tfllm.data.wordpiece import WordPieceTokenizer
+    from tfllm.models.bert import BertClassifier
+
+    pretrained = Path(pretrained)
+    if not (pretrained / TOKENIZER_FILE).is_file():
+        raise FileNotFoundError(
+            f"{pretrained} is not a pre-training run (no {TOKENIZER_FILE}); run "
+            "examples/pretrain_bert.py or `tfllm train --model bert` first."
+        )
+    run_config = json.loads((pretrained / CONFIG_FILE).read_text(encoding="utf-8"))
+    if run_config.get("model_class") != "BertMaskedLM":
+        raise ValueError(f"{pretrained} holds a {run_config.get('model_class')}, not a "
+                         "BertMaskedLM pre-training run.")
+    tokenizer = WordPieceTokenizer.load(pretrained / TOKENIZER_FILE)
+    corpus = corpus if corpus is not None else bundled_genre_split()
+    passages = {}
+    for split in ("train", "validation", "test"):
+        texts, labels, _ = labelled_passages(corpus.documents(split), passage_length)
+        passages[split] = (texts, labels)
+        balance = ", ".join(f"{name} {count} ({fraction:.0%})"
+                            for name, (count, fraction) in class_balance(labels).items())
+        print_function(f"{split}: {len(corpus.documents(split))} plays, {len(texts)} "
+                       f"passages: {balance}")
+    common = dict(strategy=strategy, resume=resume, print_function=print_function,
+                  verbose=verbose)
+    results = {}
+    metrics = finetune_classifier(
+        lambda: BertClassifier.from_pretrained(pretrained, num_classes=len(CLASS_NAMES),
+                                               seed=config.seed, **classifier_settings),
+        passages, tokenizer, config, CLASS_NAMES, run_directory,
+        run_config={"pretrained": str(pretrained), "passage_length": passage_length}, **common)
+    results["pretrained"] = metrics["test"]
+    results["validation"] = metrics["validation"]
+    results["seconds"] = {"pretrained": metrics["training_seconds"]}
+    if baselines:
+        print_function("Baselines on the same split:")
+        results["majority"] = majority_baseline(passages["train"][1], passages["test"][1],
+                                                CLASS_NAMES)
+        results["bag_of_words"], l2 = bag_of_words_baseline(
+            passages["train"], passages["test"], CLASS_NAMES, validation=passages["validation"])
+        results["bag_of_words"]["l2"] = l2
+        encoder = {key: value for key, value in run_config["model"].items()
+                   if key in ("max_length", "num_layers", "num_heads", "hidden_dim",
+                              "intermediate_dim", "dropout", "num_segments", "padding_id",
+                              "activation", "layer_norm_epsilon")}
+        scratch_directory = None if run_directory is None else f"{run_directory}-scratch"
+        scratch = finetune_classifier(
+            lambda: BertClassifier(vocabulary_size=tokenizer.vocabulary_size,
+                                   num_classes=len(CLASS_NAMES), seed=config.seed,
+                                   **{**encoder, **classifier_settings}),
+            passages, tokenizer, config, CLASS_NAMES, scratch_directory,
+            run_config={"pretrained": None, "passage_length": passage_length}, **common)
+        results["no_pretraining"] = scratch["test"]
+        results["seconds"]["no_pretraining"] = scratch["training_seconds"]
+    lines = ["| test plays | accuracy | macro-F1 |", "|---|---|---|",
+             _report_line("pre-trained BERT classifier", results["pretrained"])]
+    for key, name in (("no_pretraining", "same classifier, no pre-training"),
+                      ("bag_of_words", "bag-of-words logistic regression"),
+                      ("majority", "majority class")):
+        if key in results:
+            lines.append(_report_line(name, results[key]))
+    results["table"] = "\n".join(lines)
+    print_function(results["table"])
+    if run_directory is not None:
+        write_json(Path(run_directory) / "comparison.json", results)
+    return results
