@@ -53,7 +53,13 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from timing import interquartile_fraction, log, median, quiet_native_stderr  # noqa: E402
+from timing import (  # noqa: E402
+    interquartile_fraction,
+    log,
+    median,
+    quiet_native_stderr,
+    ratio_summary,
+)
 
 
 with quiet_native_stderr():
@@ -158,18 +164,6 @@ class Contender:
         self.model.fit(self.data, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False,
                        callbacks=[timer])
         return timer.times
-
-
-def ratio_summary(numerator, denominator):
-    """Speed ratio (tokens/s of `numerator` over `denominator`) and its range over rounds."""
-    per_round = [d / n for n, d in zip(numerator.round_medians, denominator.round_medians)]
-    return {
-        "numerator": numerator.name,
-        "denominator": denominator.name,
-        "ratio": median(denominator.times) / median(numerator.times),
-        "round_min": min(per_round),
-        "round_max": max(per_round),
-    }
 
 
 def main(argv=None):

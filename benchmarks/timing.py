@@ -44,3 +44,16 @@ def interquartile_fraction(values):
         return 0.0
     p25, _, p75 = statistics.quantiles(values, n=4, method="inclusive")
     return (p75 - p25) / statistics.median(values)
+
+
+def ratio_summary(numerator, denominator):
+    """Speed of `numerator` over `denominator` (their median step times, inverted) and its
+    range over the rounds. Both have `name`, `times` (every step) and `round_medians`."""
+    per_round = [d / n for n, d in zip(numerator.round_medians, denominator.round_medians)]
+    return {
+        "numerator": numerator.name,
+        "denominator": denominator.name,
+        "ratio": median(denominator.times) / median(numerator.times),
+        "round_min": min(per_round),
+        "round_max": max(per_round),
+    }

@@ -70,7 +70,13 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from timing import interquartile_fraction, log, median, quiet_native_stderr  # noqa: E402
+from timing import (  # noqa: E402
+    interquartile_fraction,
+    log,
+    median,
+    quiet_native_stderr,
+    ratio_summary,
+)
 
 
 with quiet_native_stderr():
@@ -240,18 +246,6 @@ def flops_per_token(model, args):
         lookup += sum(V * D for w in weights if tuple(w.shape) == (V, D))
     matmul_params = params - lookup
     return params, matmul_params, 6 * matmul_params + 12 * args.num_layers * T * D
-
-
-def ratio_summary(numerator, denominator):
-    """Speed ratio of medians, and its range over the rounds."""
-    per_round = [d / n for n, d in zip(numerator.round_medians, denominator.round_medians)]
-    return {
-        "numerator": numerator.name,
-        "denominator": denominator.name,
-        "ratio": median(denominator.times) / median(numerator.times),
-        "round_min": min(per_round),
-        "round_max": max(per_round),
-    }
 
 
 def main(argv=None):

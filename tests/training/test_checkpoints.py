@@ -2,6 +2,7 @@
 
 import json
 
+import keras
 import numpy as np
 import pytest
 
@@ -92,3 +93,23 @@ def test_the_model_of_a_checkpoint_loads_on_its_own(tmp_path, rng, tiny_gpt_conf
     path = save_checkpoint(tmp_path, trained, step=2, epoch=1)
     ids = rng.integers(1, 37, size=(2, 8))
     np.testing.assert_allclose(load_checkpoint_model(path)(ids), trained(ids), atol=1e-6)
+
+
+def test_keep_best_weights_puts_back_the_best_epoch():
+    from tfllm.training.checkpoints import KeepBestWeights
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    callback = KeepBestWeights("val_accuracy")
+    callback.set_model(model)
+    best = [np.full(w.shape, 1.0, "float32") for w in model.get_weights()]
+    model.set_weights(best)
+    callback.on_epoch_end(0, {"val_accuracy": 0.7})
+    model.set_weights([np.full(w.shape, 2.0, "float32") for w in best])
+    callback.on_epoch_end(1, {"val_accuracy": 0.6})
+    callback.on_epoch_end(2, {"val_accuracy": float("nan")})
+    callback.on_train_end()
+    assert callback.best_epoch == 1 and callback.best == 0.7
+    for kept, expected in zip(model.get_weights(), best):
+        np.testing.assert_array_equal(kept, expected)
+    with pytest.raises(ValueError, match="mode"):
+        KeepBestWeights(mode="up")

@@ -30,7 +30,7 @@ from tfllm.data.datasets import (
 )
 from tfllm.metrics import classification_report, confusion_matrix_markdown
 from tfllm.training.callbacks import summary_writer
-from tfllm.training.checkpoints import is_chief
+from tfllm.training.checkpoints import KeepBestWeights, is_chief
 from tfllm.training.language_model import LOGS_FOLDER, fit_in_run, make_optimizer
 from tfllm.training.runs import CONFIG_FILE, TOKENIZER_FILE, save_run, write_json
 from tfllm.training.strategy import jit_compile_for, with_data_sharding
@@ -242,6 +242,10 @@ def finetune_classifier(model, passages, tokenizer, config, class_names, run_dir
                         verbose=1):
     """Fine-tunes a `BertClassifier` on labelled passages; evaluates the held-out ones.
 
+    With validation passages, the classifier keeps the weights of the epoch with the best
+    validation accuracy (`KeepBestWeights`): fine-tuning on a few plays over-fits them
+    within a few epochs.
+
     Args:
         model: a function of no arguments that creates the classifier (called in the
             strategy's scope, e.g. `lambda: BertClassifier.from_pretrained(run, 3)`), or a
@@ -279,6 +283,7 @@ def finetune_classifier(model, passages, tokenizer, config, class_names, run_dir
         validation_data = classification_dataset(
             *passages["validation"], tokenizer, length, config.batch_size)
     strategy = strategy or tf.distribute.get_strategy()
+    keep_best = KeepBestWeights("val_accuracy") if validation_data is not None else None
     outcome = fit_in_run(
         model, compile_classifier, _fit(train_data, validation_data, config, verbose), config,
         tokenizer, run, strategy=strategy, resume=resume,
@@ -287,6 +292,7 @@ def finetune_classifier(model, passages, tokenizer, config, class_names, run_dir
         hparams_metrics=("loss", "accuracy", "val_loss", "val_accuracy",
                          "heldout_validation_macro_f1", "heldout_test_macro_f1",
                          "heldout_test_accuracy"),
+        callbacks=[keep_best] if keep_best is not None else [],
         print_function=print_function,
     )
     trained, stopwatch, hparams = outcome.model, outcome.stopwatch, outcome.hparams
@@ -298,6 +304,10 @@ def finetune_classifier(model, passages, tokenizer, config, class_names, run_dir
         "tokens_per_second": round(stopwatch.tokens_per_second, 1),
         "class_names": list(class_names),
     }
+    if keep_best is not None and keep_best.best_epoch is not None:
+        metrics["best_epoch"] = keep_best.best_epoch
+        print_function(f"Kept the weights of epoch {keep_best.best_epoch} of {config.epochs}, "
+                       f"the best on the validation plays (accuracy {keep_best.best:.3f}).")
     for split in ("validation", "test"):
         if split not in passages:
             continue

@@ -234,3 +234,38 @@ def load_checkpoint_model(path):
     except (ValueError, KeyError, OSError) as error:
         raise CheckpointError(f"checkpoint {path} could not be loaded: {error}") from None
     return model
+
+
+class KeepBestWeights(keras.callbacks.Callback):
+    """When training ends, puts back the weights of the epoch with the best `monitor`.
+
+    Early stopping without stopping: every epoch runs (so the checkpoints and curves are
+    those of the whole run), and the model leaves `fit` with the weights that scored best
+    on the held-out data. A resumed run keeps the best of the epochs it ran itself.
+
+    Args:
+        monitor: a Keras log name, e.g. `"val_accuracy"`.
+        mode: `"max"` or `"min"`: whether a larger value is better.
+    """
+
+    def __init__(self, monitor="val_accuracy", mode="max"):
+        super().__init__()
+        if mode not in ("max", "min"):
+            raise ValueError(f"`mode` must be 'max' or 'min'; got {mode!r}.")
+        self.monitor, self.mode = monitor, mode
+        self.best = None
+        self.best_epoch = None
+        self._weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not math.isfinite(float(value)):
+            return
+        value = float(value)
+        if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
+            self.best, self.best_epoch = value, epoch + 1
+            self._weights = self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self._weights is not None:
+            self.model.set_weights(self._weights)

@@ -448,7 +448,7 @@ class FitOutcome:
 
 def fit_in_run(model, compile_model, fit, config, tokenizer, run=None, *, strategy=None,
                resume=True, tokens_per_step, hparams_metrics, run_config=None, sample_fn=None,
-               print_function=print):
+               callbacks=(), print_function=print):
     """The part every training job shares: model in the strategy's scope, resuming, logs.
 
     Creates and compiles the model in `strategy.scope()` and `config.precision`; restores
@@ -467,6 +467,7 @@ def fit_in_run(model, compile_model, fit, config, tokenizer, run=None, *, strate
         config: the `TrainingConfig`.
         tokenizer: the run's tokenizer (saved with the run, compared on resuming).
         run: the run directory (a `Path`), or None to keep nothing.
+        callbacks: more Keras callbacks, run before the ones that log and checkpoint.
 
     Returns:
         A `FitOutcome`.
@@ -513,7 +514,7 @@ def fit_in_run(model, compile_model, fit, config, tokenizer, run=None, *, strate
         tokenizer.save(run / TOKENIZER_FILE)
 
     stopwatch = Stopwatch(tokens_per_step)
-    callbacks = [stopwatch, keras.callbacks.TerminateOnNaN()]
+    callbacks = [stopwatch, keras.callbacks.TerminateOnNaN(), *callbacks]
     hparams = None
     if run is not None:
         logs = run / LOGS_FOLDER
