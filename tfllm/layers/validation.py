@@ -23,3 +23,23 @@ def check_choice(name, value, choices):
         options = ", ".join(repr(choice) for choice in choices)
         raise ValueError(f"`{name}` must be one of {options}; got {value!r}.")
     return value
+
+
+def check_transformer_settings(vocabulary_size, max_length, num_layers, num_heads, hidden_dim,
+                               intermediate_dim, dropout):
+    """The checked shape settings of a Transformer model, as a dict of the same names.
+
+    `intermediate_dim` defaults (None) to `4 * hidden_dim`; `hidden_dim` must be divisible
+    by `num_heads`. Each problem raises a ValueError naming the argument.
+    """
+    settings = {name: check_positive_int(name, value) for name, value in (
+        ("vocabulary_size", vocabulary_size), ("max_length", max_length),
+        ("num_layers", num_layers), ("num_heads", num_heads), ("hidden_dim", hidden_dim))}
+    if settings["hidden_dim"] % settings["num_heads"]:
+        raise ValueError(
+            f"`hidden_dim` ({hidden_dim}) must be divisible by `num_heads` ({num_heads})."
+        )
+    settings["intermediate_dim"] = check_positive_int(
+        "intermediate_dim", intermediate_dim or 4 * settings["hidden_dim"])
+    settings["dropout"] = check_rate("dropout", dropout)
+    return settings

@@ -17,7 +17,7 @@ from keras import ops
 from tfllm.layers.embedding import TokenEmbedding, check_token_ids
 from tfllm.layers.positional import PositionEmbedding
 from tfllm.layers.transformer import TransformerBlock
-from tfllm.layers.validation import check_choice, check_positive_int, check_rate
+from tfllm.layers.validation import check_choice, check_rate, check_transformer_settings
 from tfllm.models.base import TrainableModel
 
 POOLINGS = ("cls", "mean")
@@ -90,19 +90,10 @@ class BertEncoder(TrainableModel):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.vocabulary_size = check_positive_int("vocabulary_size", vocabulary_size)
-        self.max_length = check_positive_int("max_length", max_length)
-        self.num_layers = check_positive_int("num_layers", num_layers)
-        self.num_heads = check_positive_int("num_heads", num_heads)
-        self.hidden_dim = check_positive_int("hidden_dim", hidden_dim)
-        if self.hidden_dim % self.num_heads:
-            raise ValueError(
-                f"`hidden_dim` ({hidden_dim}) must be divisible by `num_heads` ({num_heads})."
-            )
-        self.intermediate_dim = check_positive_int(
-            "intermediate_dim", intermediate_dim or 4 * self.hidden_dim
-        )
-        self.dropout = check_rate("dropout", dropout)
+        for name, value in check_transformer_settings(
+                vocabulary_size, max_length, num_layers, num_heads, hidden_dim,
+                intermediate_dim, dropout).items():
+            setattr(self, name, value)
         if not isinstance(num_segments, int) or num_segments < 0:
             raise ValueError(f"`num_segments` must be an int >= 0; got {num_segments!r}.")
         self.num_segments = num_segments

@@ -207,14 +207,8 @@ def pretrain_masked_lm(model, corpus, tokenizer, config, run_directory=None, *, 
                          "heldout_validation_loss", "heldout_test_loss"),
         sample_fn=sample_fn, print_function=print_function,
     )
-    trained, stopwatch, hparams = outcome.model, outcome.stopwatch, outcome.hparams
-    initial_step = outcome.initial_step
-    metrics = {
-        "steps": config.epochs * config.epoch_steps,
-        "resumed_from_step": initial_step,
-        "training_seconds": round(stopwatch.seconds, 1),
-        "tokens_per_second": round(stopwatch.tokens_per_second, 1),
-    }
+    trained, hparams = outcome.model, outcome.hparams
+    metrics = outcome.figures(config)
     for split in held_out:
         metrics[f"initial_{split}_loss"], metrics[f"initial_{split}_accuracy"] = initial[split]
         loss, accuracy = masked_lm_score(trained, streams[split], tokenizer, length,
@@ -295,15 +289,8 @@ def finetune_classifier(model, passages, tokenizer, config, class_names, run_dir
         callbacks=[keep_best] if keep_best is not None else [],
         print_function=print_function,
     )
-    trained, stopwatch, hparams = outcome.model, outcome.stopwatch, outcome.hparams
-    initial_step = outcome.initial_step
-    metrics = {
-        "steps": config.epochs * config.epoch_steps,
-        "resumed_from_step": initial_step,
-        "training_seconds": round(stopwatch.seconds, 1),
-        "tokens_per_second": round(stopwatch.tokens_per_second, 1),
-        "class_names": list(class_names),
-    }
+    trained, hparams = outcome.model, outcome.hparams
+    metrics = {**outcome.figures(config), "class_names": list(class_names)}
     if keep_best is not None and keep_best.best_epoch is not None:
         metrics["best_epoch"] = keep_best.best_epoch
         print_function(f"Kept the weights of epoch {keep_best.best_epoch} of {config.epochs}, "

@@ -398,13 +398,8 @@ def train_and_evaluate(
                          "heldout_validation_loss", "heldout_test_loss"),
         print_function=print_function,
     )
-    model, stopwatch, hparams = outcome.model, outcome.stopwatch, outcome.hparams
-    metrics = {
-        "steps": config.epochs * config.epoch_steps,
-        "resumed_from_step": outcome.initial_step,
-        "training_seconds": round(stopwatch.seconds, 1),
-        "tokens_per_second": round(stopwatch.tokens_per_second, 1),
-    }
+    model, hparams = outcome.model, outcome.hparams
+    metrics = outcome.figures(config)
     if outcome.losses:
         metrics["train_loss_last_epoch"] = float(outcome.losses[-1])
     for split in ("validation", "test"):
@@ -444,6 +439,15 @@ class FitOutcome:
     hparams: HParamsSummary | None  # still open: write held-out metrics, then close it
     initial_step: int
     losses: list
+
+    def figures(self, config):
+        """The run's basic figures: steps, where it resumed, seconds and tokens/s."""
+        return {
+            "steps": config.epochs * config.epoch_steps,
+            "resumed_from_step": self.initial_step,
+            "training_seconds": round(self.stopwatch.seconds, 1),
+            "tokens_per_second": round(self.stopwatch.tokens_per_second, 1),
+        }
 
 
 def fit_in_run(model, compile_model, fit, config, tokenizer, run=None, *, strategy=None,
