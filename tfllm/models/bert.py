@@ -11,6 +11,8 @@ uses pre-LN blocks and a final layer normalisation, as tfllm's GPT does: it trai
 with a short warm-up, which matters for the small models trained here.
 """
 
+from pathlib import Path
+
 import keras
 from keras import ops
 
@@ -429,7 +431,7 @@ class BertClassifier(_EncoderModel):
 
         Args:
             source: a `BertMaskedLM` or `BertClassifier`, a `BertEncoder`, a `.keras` file
-                of one, or a run directory (its `model.keras`, else its latest checkpoint).
+                of one, or a finished run directory (its `model.keras`).
 
         Raises:
             ValueError: the source is not a BERT model, or its encoder differs in a setting
@@ -469,15 +471,17 @@ class BertClassifier(_EncoderModel):
 
 def _find_encoder(source):
     """The `BertEncoder` of a model, a `.keras` file or a run directory."""
-    from pathlib import Path
-
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.is_dir():
-            from tfllm.training.runs import load_run
-
-            source = load_run(path)[0]
-        elif path.is_file():
+            # A run directory (tfllm.training.runs); models/ does not import training/.
+            if not (path / "model.keras").is_file():
+                raise FileNotFoundError(
+                    f"{path} holds no model.keras: finish its training first (running the "
+                    "same command again resumes it)."
+                )
+            path = path / "model.keras"
+        if path.is_file():
             source = keras.saving.load_model(path)
         else:
             raise FileNotFoundError(f"{path} is neither a model file nor a run directory.")
