@@ -27,6 +27,9 @@ from tfllm.training.bert import genre_classification_job
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short run for a first look")
+    parser.add_argument("--size", choices=["quick", "default", "long"],
+                        help="the preset (default: default, or quick with --quick); long "
+                             "pre-trains past the masked-LM's plateau (~45 minutes)")
     parser.add_argument("--pretrained", help="the pre-training run (default runs/bert-quick "
                                              "or runs/bert-default)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the baselines")
@@ -36,7 +39,7 @@ def main():
                         help="where the SavedModel versions go ('' to skip the export)")
     args = parser.parse_args()
 
-    size = "quick" if args.quick else "default"
+    size = args.size or ("quick" if args.quick else "default")
     settings = preset("classifier", size)
     run = args.output or f"runs/classifier-{size}"
     try:

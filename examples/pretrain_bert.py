@@ -28,6 +28,9 @@ from tfllm.training.bert import pretraining_job
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short run for a first look")
+    parser.add_argument("--size", choices=["quick", "default", "long"],
+                        help="the preset (default: default, or quick with --quick); long "
+                             "pre-trains past the masked-LM's plateau (~45 minutes)")
     parser.add_argument("--corpus", default="shakespeare",
                         help="'shakespeare' (bundled, split by genre) or a .txt file, folder "
                              "or glob")
@@ -36,7 +39,7 @@ def main():
                                          "runs/bert-default)")
     args = parser.parse_args()
 
-    size = "quick" if args.quick else "default"
+    size = args.size or ("quick" if args.quick else "default")
     settings = preset("bert", size)
     training = settings["training"]
     if args.steps:
