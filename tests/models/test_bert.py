@@ -169,3 +169,14 @@ def test_the_head_at_mask_positions_equals_the_full_logits_there(rng):
     picked = model({"token_ids": ids, "mask_positions": positions}).numpy()
     np.testing.assert_allclose(picked, np.take_along_axis(full, positions[..., None], 1),
                                atol=1e-5)
+
+
+def test_shaped_like_copies_the_settings_but_not_the_weights(rng):
+    source = BertMaskedLM(**CONFIG, seed=1)
+    ids = _ids(rng)
+    source(ids)
+    fresh = BertClassifier.shaped_like(source, num_classes=3, seed=2)
+    assert fresh.encoder.encoder_settings() == source.encoder.encoder_settings()
+    fresh(ids)
+    table = source.encoder.token_embedding.embeddings.numpy()
+    assert not np.allclose(fresh.encoder.token_embedding.embeddings.numpy(), table)

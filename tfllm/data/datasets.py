@@ -319,6 +319,22 @@ def predictions_per_sequence(sequence_length: int, rate: float = 0.15) -> int:
     return min(sequence_length, int(np.ceil(mean + 3 * np.sqrt(mean * (1 - rate)))) + 1)
 
 
+def encode_passages(tokenizer, texts, sequence_length: int):
+    """`WordPieceTokenizer.encode` of passages to classify, refusing empty ones.
+
+    Returns:
+        `([N, sequence_length]` int32 ids, `[N]` bool truncated`).
+
+    Raises:
+        ValueError: naming the texts that hold no words.
+    """
+    texts = list(texts)
+    empty = [index for index, text in enumerate(texts) if not text.strip()]
+    if empty:
+        raise ValueError(f"Texts {empty[:5]} are empty; a passage needs words to classify.")
+    return tokenizer.encode(tf.constant(texts), sequence_length)
+
+
 def classification_dataset(
     texts,
     labels,
@@ -346,12 +362,9 @@ def classification_dataset(
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels.")
     if not texts:
         raise ValueError("No labelled texts: the dataset would be empty.")
-    empty = [index for index, text in enumerate(texts) if not text.strip()]
-    if empty:
-        raise ValueError(f"Texts {empty[:5]} are empty; a passage needs words to classify.")
     if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
         raise ValueError("Labels must be class ids (integers >= 0); map names with class_id.")
-    ids, _ = tokenizer.encode(tf.constant(texts), sequence_length)
+    ids, _ = encode_passages(tokenizer, texts, sequence_length)
     dataset = tf.data.Dataset.from_tensor_slices((ids, labels.astype(np.int32)))
     if shuffle:
         dataset = dataset.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)

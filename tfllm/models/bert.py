@@ -458,15 +458,24 @@ class BertClassifier(_EncoderModel):
         `dropout` and `seed` default to the source's.
         """
         encoder = _find_encoder(source)
-        config = _encoder_config(encoder.get_config())
+        classifier = cls.shaped_like(encoder, num_classes, pooling=pooling,
+                                     classifier_dropout=classifier_dropout, dropout=dropout,
+                                     seed=seed, **kwargs)
+        return classifier.load_encoder(encoder)
+
+    @classmethod
+    def shaped_like(cls, source, num_classes, pooling="cls", classifier_dropout=0.1,
+                    dropout=None, seed=None, **kwargs):
+        """A classifier with the encoder settings of `source` and fresh (random) weights:
+        `from_pretrained` without the weights, e.g. to measure what pre-training brings."""
+        config = _encoder_config(_find_encoder(source).get_config())
         config.pop("dtype", None)
         if dropout is not None:
             config["dropout"] = dropout
         if seed is not None:
             config["seed"] = seed
-        classifier = cls(num_classes=num_classes, pooling=pooling,
-                         classifier_dropout=classifier_dropout, **config, **kwargs)
-        return classifier.load_encoder(encoder)
+        return cls(num_classes=num_classes, pooling=pooling,
+                   classifier_dropout=classifier_dropout, **config, **kwargs)
 
 
 def _find_encoder(source):

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from tfllm.data.datasets import (
     classification_dataset,
+    encode_passages,
     encode_pieces,
     masked_lm_dataset,
     predictions_per_sequence,
@@ -89,12 +90,12 @@ def masked_lm_score(model, token_ids, tokenizer, sequence_length, batch_size=32)
 
 def predict_classes(model, tokenizer, texts, sequence_length, batch_size=64):
     """`[N, C]` class probabilities of `texts` (truncated as `WordPieceTokenizer.encode`)."""
-    empty = [index for index, text in enumerate(texts) if not text.strip()]
-    if empty:
-        raise ValueError(f"Texts {empty[:5]} are empty; a passage needs words to classify.")
-    ids, _ = tokenizer.encode(tf.constant(list(texts)), sequence_length)
-    logits = model.predict(ids, batch_size=batch_size, verbose=0)
-    return tf.nn.softmax(logits).numpy()
+    ids, _ = encode_passages(tokenizer, texts, sequence_length)
+    return _probabilities(model, ids, batch_size)
+
+
+def _probabilities(model, ids, batch_size=64):
+    return tf.nn.softmax(model.predict(ids, batch_size=batch_size, verbose=0)).numpy()
 
 
 def fill_masks_sample(model, tokenizer, text, sequence_length, seed=7):
@@ -299,9 +300,9 @@ def finetune_classifier(model, passages, tokenizer, config, class_names, run_dir
         if split not in passages:
             continue
         held_texts, held_labels = passages[split]
-        probabilities = predict_classes(trained, tokenizer, held_texts, length)
+        ids, truncated = encode_passages(tokenizer, held_texts, length)
+        probabilities = _probabilities(trained, ids)
         report = classification_report(held_labels, probabilities.argmax(-1), class_names)
-        _, truncated = tokenizer.encode(tf.constant(list(held_texts)), length)
         report["truncated_fraction"] = float(np.mean(truncated.numpy()))
         metrics[split] = report
         print_function(f"Held-out {split}: accuracy {report['accuracy']:.3f}, macro-F1 "
@@ -507,15 +508,10 @@ def genre_classification_job(pretrained, classifier_settings, config, run_direct
         results["bag_of_words"], l2 = bag_of_words_baseline(
             passages["train"], passages["test"], CLASS_NAMES, validation=passages["validation"])
         results["bag_of_words"]["l2"] = l2
-        encoder = {key: value for key, value in run_config["model"].items()
-                   if key in ("max_length", "num_layers", "num_heads", "hidden_dim",
-                              "intermediate_dim", "dropout", "num_segments", "padding_id",
-                              "activation", "layer_norm_epsilon")}
         scratch_directory = None if run_directory is None else f"{run_directory}-scratch"
         scratch = finetune_classifier(
-            lambda: BertClassifier(vocabulary_size=tokenizer.vocabulary_size,
-                                   num_classes=len(CLASS_NAMES), seed=config.seed,
-                                   **{**encoder, **classifier_settings}),
+            lambda: BertClassifier.shaped_like(pretrained, num_classes=len(CLASS_NAMES),
+                                               seed=config.seed, **classifier_settings),
             passages, tokenizer, config, CLASS_NAMES, scratch_directory,
             run_config={"pretrained": None, "passage_length": passage_length}, **common)
         results["no_pretraining"] = scratch["test"]
