@@ -54,7 +54,9 @@ def test_fit_learns_a_repeating_pattern(tiny_gpt_config):
     model.compile(optimizer=keras.optimizers.AdamW(1e-2))
     stream = np.tile(np.array([3, 1, 4, 1, 5], "int32"), 60)
     windows = np.stack([stream[i : i + 17] for i in range(0, 240, 3)])
-    history = model.fit(windows[:, :-1], windows[:, 1:], epochs=15, batch_size=16, verbose=0)
+    # From GPT-2's small initial weights the model first learns the unigram frequencies
+    # (a plateau at 1.33 nats) and leaves it after 12-18 epochs here.
+    history = model.fit(windows[:, :-1], windows[:, 1:], epochs=30, batch_size=16, verbose=0)
     assert history.history["loss"][0] > 2.5
     # ln(37) = 3.6; the first position of a window is a guess among 5 tokens.
     assert history.history["loss"][-1] < 0.6

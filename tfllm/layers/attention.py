@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from tfllm.layers.initializers import clone_initializer
 from tfllm.layers.positional import RotaryEmbedding
 from tfllm.layers.validation import check_positive_int, check_rate
 
@@ -120,6 +121,7 @@ class MultiHeadAttention(keras.layers.Layer):
         bias_initializer="zeros",
         rotary_max_wavelength=None,
         seed=None,
+        output_kernel_initializer=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -133,6 +135,8 @@ class MultiHeadAttention(keras.layers.Layer):
         )
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.output_kernel_initializer = keras.initializers.get(
+            output_kernel_initializer or kernel_initializer)
         self.rotary_max_wavelength = rotary_max_wavelength
         self.seed = seed
         if rotary_max_wavelength is not None:
@@ -155,14 +159,14 @@ class MultiHeadAttention(keras.layers.Layer):
         kernel = self.add_weight(
             name=f"{name}_kernel",
             shape=(input_dim, heads, head_dim),
-            initializer=self.kernel_initializer,
+            initializer=clone_initializer(self.kernel_initializer),
         )
         bias = None
         if self.use_bias:
             bias = self.add_weight(
                 name=f"{name}_bias",
                 shape=(heads, head_dim),
-                initializer=self.bias_initializer,
+                initializer=clone_initializer(self.bias_initializer),
             )
         return kernel, bias
 
@@ -188,12 +192,13 @@ class MultiHeadAttention(keras.layers.Layer):
         self.output_kernel = self.add_weight(
             name="output_kernel",
             shape=(self.num_heads, self.value_dim, output_dim),
-            initializer=self.kernel_initializer,
+            initializer=clone_initializer(self.output_kernel_initializer),
         )
         self.output_bias = None
         if self.use_bias:
             self.output_bias = self.add_weight(
-                name="output_bias", shape=(output_dim,), initializer=self.bias_initializer
+                name="output_bias", shape=(output_dim,),
+                initializer=clone_initializer(self.bias_initializer),
             )
         self.built = True
 
@@ -351,6 +356,8 @@ class MultiHeadAttention(keras.layers.Layer):
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
                 "rotary_max_wavelength": self.rotary_max_wavelength,
                 "seed": self.seed,
+                "output_kernel_initializer": keras.initializers.serialize(
+                    self.output_kernel_initializer),
             }
         )
         return config

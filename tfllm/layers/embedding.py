@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from tfllm.layers.initializers import clone_initializer
 from tfllm.layers.validation import check_positive_int
 
 
@@ -72,7 +73,7 @@ class TokenEmbedding(keras.layers.Layer):
         self.embeddings = self.add_weight(
             name="embeddings",
             shape=(self.vocabulary_size, self.output_dim),
-            initializer=self.embeddings_initializer,
+            initializer=clone_initializer(self.embeddings_initializer),
         )
         self.built = True
 

@@ -9,6 +9,7 @@ import math
 import keras
 from keras import ops
 
+from tfllm.layers.initializers import clone_initializer
 from tfllm.layers.validation import check_positive_int
 
 
@@ -131,7 +132,7 @@ class PositionEmbedding(keras.layers.Layer):
         self.embeddings = self.add_weight(
             name="embeddings",
             shape=(self.max_length, input_shape[-1]),
-            initializer=self.initializer,
+            initializer=clone_initializer(self.initializer),
         )
         super().build(input_shape)
 

@@ -3,6 +3,7 @@
 import keras
 
 from tfllm.layers.attention import MultiHeadAttention
+from tfllm.layers.initializers import clone_initializer
 from tfllm.layers.validation import check_positive_int, check_rate
 
 
@@ -16,8 +17,13 @@ class FeedForward(keras.layers.Layer):
             width `D`.
         activation: activation of the hidden layer. Defaults to `"gelu"`.
         dropout: float in [0, 1), dropout on the output.
-        kernel_initializer: initializer of both kernels.
+        kernel_initializer: initializer of the hidden kernel (and of the output
+            kernel unless `output_kernel_initializer` is given). Each kernel
+            gets its own draw.
         seed: int or None, seed of the dropout.
+        output_kernel_initializer: initializer of the output kernel, e.g. one
+            scaled down for a residual branch (GPT-2). Defaults to
+            `kernel_initializer`.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Call arguments:
@@ -41,6 +47,7 @@ class FeedForward(keras.layers.Layer):
         dropout=0.0,
         kernel_initializer="glorot_uniform",
         seed=None,
+        output_kernel_initializer=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -49,6 +56,8 @@ class FeedForward(keras.layers.Layer):
         self.activation = keras.activations.get(activation)
         self.dropout = check_rate("dropout", dropout)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.output_kernel_initializer = keras.initializers.get(
+            output_kernel_initializer or kernel_initializer)
         self.seed = seed
 
     def build(self, input_shape):
@@ -56,14 +65,14 @@ class FeedForward(keras.layers.Layer):
         self.hidden_dense = keras.layers.Dense(
             self.intermediate_dim,
             activation=self.activation,
-            kernel_initializer=self.kernel_initializer,
+            kernel_initializer=clone_initializer(self.kernel_initializer),
             dtype=self.dtype_policy,
             name="hidden_dense",
         )
         self.hidden_dense.build(input_shape)
         self.output_dense = keras.layers.Dense(
             output_dim,
-            kernel_initializer=self.kernel_initializer,
+            kernel_initializer=clone_initializer(self.output_kernel_initializer),
             dtype=self.dtype_policy,
             name="output_dense",
         )
@@ -90,6 +99,8 @@ class FeedForward(keras.layers.Layer):
                 "dropout": self.dropout,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "seed": self.seed,
+                "output_kernel_initializer": keras.initializers.serialize(
+                    self.output_kernel_initializer),
             }
         )
         return config
@@ -122,8 +133,12 @@ class TransformerBlock(keras.layers.Layer):
         causal: bool, decoder (True) or encoder (False) self-attention.
         rotary_max_wavelength: float or None; rotary position embeddings
             inside attention when set.
-        kernel_initializer: initializer of all kernels.
+        kernel_initializer: initializer of the kernels; each kernel gets its
+            own draw.
         seed: int or None, seed of the dropouts.
+        output_kernel_initializer: initializer of the two kernels that write
+            into the residual stream (attention output, feed-forward output).
+            Defaults to `kernel_initializer`; GPT-2 scales it down with depth.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Call arguments:
@@ -160,6 +175,7 @@ class TransformerBlock(keras.layers.Layer):
         rotary_max_wavelength=None,
         kernel_initializer="glorot_uniform",
         seed=None,
+        output_kernel_initializer=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -177,6 +193,8 @@ class TransformerBlock(keras.layers.Layer):
         self.causal = bool(causal)
         self.rotary_max_wavelength = rotary_max_wavelength
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.output_kernel_initializer = keras.initializers.get(
+            output_kernel_initializer or kernel_initializer)
         self.seed = seed
 
     def build(self, input_shape):
@@ -195,6 +213,7 @@ class TransformerBlock(keras.layers.Layer):
             key_dim=hidden_dim // self.num_heads,
             dropout=self.attention_dropout,
             kernel_initializer=self.kernel_initializer,
+            output_kernel_initializer=self.output_kernel_initializer,
             rotary_max_wavelength=self.rotary_max_wavelength,
             seed=self.seed,
             name="attention",
@@ -209,6 +228,7 @@ class TransformerBlock(keras.layers.Layer):
             activation=self.activation,
             dropout=self.dropout,
             kernel_initializer=self.kernel_initializer,
+            output_kernel_initializer=self.output_kernel_initializer,
             seed=self.seed,
             name="feed_forward",
             **common,
@@ -270,6 +290,8 @@ class TransformerBlock(keras.layers.Layer):
                 "rotary_max_wavelength": self.rotary_max_wavelength,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "seed": self.seed,
+                "output_kernel_initializer": keras.initializers.serialize(
+                    self.output_kernel_initializer),
             }
         )
         return config

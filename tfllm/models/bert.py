@@ -17,15 +17,23 @@ import keras
 from keras import ops
 
 from tfllm.layers.embedding import TokenEmbedding, check_token_ids
+from tfllm.layers.initializers import clone_initializer
 from tfllm.layers.positional import PositionEmbedding
 from tfllm.layers.transformer import TransformerBlock
 from tfllm.layers.validation import check_choice, check_rate, check_transformer_settings
 from tfllm.models.base import TrainableModel
 
 POOLINGS = ("cls", "mean")
+#: Standard deviation of BERT's (truncated normal) initial weights.
+INITIALIZER_STDDEV = 0.02
 #: The settings that make two encoders interchangeable (weights of one fit the other).
 ENCODER_SETTINGS = ("vocabulary_size", "max_length", "num_layers", "num_heads", "hidden_dim",
                     "intermediate_dim", "num_segments")
+
+
+def bert_initializer():
+    """A new (unseeded) instance of BERT's initializer: truncated normal, stddev 0.02."""
+    return keras.initializers.TruncatedNormal(stddev=INITIALIZER_STDDEV)
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
@@ -37,6 +45,12 @@ class BertEncoder(TrainableModel):
     and a final layer normalisation. Tokens equal to `padding_id` are padding: no position
     attends to them, so the outputs at real positions do not depend on them (the outputs
     at padding positions are meaningless).
+
+    Initialisation follows BERT: every kernel and embedding table is drawn from a
+    truncated normal distribution with standard deviation 0.02 (values beyond two
+    standard deviations are drawn again, so the weights' own standard deviation is
+    about 0.0176); biases are zero, layer-norm scales one. Every weight has its own
+    draw, reproducible under `keras.utils.set_random_seed`.
 
     Args:
         vocabulary_size: int, number of token ids `V`.
@@ -110,17 +124,20 @@ class BertEncoder(TrainableModel):
         self.seed = seed
 
         common = {"dtype": self.dtype_policy}
-        initializer = keras.initializers.TruncatedNormal(stddev=0.02)
+        # BERT's scheme (see the class docstring); layers clone it per weight.
+        initializer = bert_initializer()
         self.token_embedding = TokenEmbedding(
-            self.vocabulary_size, self.hidden_dim, name="token_embedding", **common
+            self.vocabulary_size, self.hidden_dim, embeddings_initializer=initializer,
+            name="token_embedding", **common
         )
         self.position_embedding = PositionEmbedding(
-            self.max_length, name="position_embedding", **common
+            self.max_length, initializer=initializer, name="position_embedding", **common
         )
         self.segment_embedding = None
         if self.num_segments:
             self.segment_embedding = keras.layers.Embedding(
-                self.num_segments, self.hidden_dim, embeddings_initializer=initializer,
+                self.num_segments, self.hidden_dim,
+                embeddings_initializer=clone_initializer(initializer),
                 name="segment_embedding", **common,
             )
         self.embedding_dropout = keras.layers.Dropout(
@@ -302,8 +319,7 @@ class BertMaskedLM(_EncoderModel):
         common = {"dtype": self.dtype_policy}
         self.head_dense = keras.layers.Dense(
             self.encoder.hidden_dim, activation=self.encoder.activation,
-            kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
-            name="head_dense", **common,
+            kernel_initializer=bert_initializer(), name="head_dense", **common,
         )
         self.head_norm = keras.layers.LayerNormalization(
             epsilon=self.encoder.layer_norm_epsilon, name="head_norm", **common
@@ -386,8 +402,7 @@ class BertClassifier(_EncoderModel):
         self.pooled_dropout = keras.layers.Dropout(
             self.classifier_dropout, seed=self.encoder.seed, name="pooled_dropout", **common)
         self.output_dense = keras.layers.Dense(
-            num_classes, kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
-            name="output_dense", **common,
+            num_classes, kernel_initializer=bert_initializer(), name="output_dense", **common,
         )
 
     def build(self, input_shape=None):

@@ -1,5 +1,7 @@
 """GPT: a decoder-only Transformer language model."""
 
+import math
+
 import keras
 import numpy as np
 
@@ -10,6 +12,8 @@ from tfllm.layers.validation import check_choice, check_transformer_settings
 from tfllm.models.base import LanguageModel
 
 POSITION_ENCODINGS = ("learned", "sinusoidal", "rotary")
+#: Standard deviation of GPT-2's initial weights.
+INITIALIZER_STDDEV = 0.02
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
@@ -20,6 +24,14 @@ class GPT(LanguageModel):
     causal pre-LN `TransformerBlock`s and a final layer normalisation; the
     transposed token embedding turns the result into next-token logits
     (weight tying). Position `t`'s logits depend on tokens `0..t` only.
+
+    Initialisation follows GPT-2 (and nanoGPT): every kernel and embedding
+    table is drawn from a normal distribution with standard deviation 0.02,
+    except the two projections of each block that write into the residual
+    stream (attention output, feed-forward output), drawn with
+    `0.02 / sqrt(2 * num_layers)` so that the residual stream's variance does
+    not grow with depth; biases are zero, layer-norm scales one. Every weight
+    has its own draw, reproducible under `keras.utils.set_random_seed`.
 
     Args:
         vocabulary_size: int, number of token ids `V`.
@@ -89,13 +101,17 @@ class GPT(LanguageModel):
         self.seed = seed
 
         common = {"dtype": self.dtype_policy}
-        initializer = keras.initializers.TruncatedNormal(stddev=0.02)
+        # GPT-2's scheme (see the class docstring); layers clone these per weight.
+        initializer = keras.initializers.RandomNormal(stddev=INITIALIZER_STDDEV)
+        residual_initializer = keras.initializers.RandomNormal(
+            stddev=INITIALIZER_STDDEV / math.sqrt(2 * self.num_layers))
         self.token_embedding = TokenEmbedding(
-            self.vocabulary_size, self.hidden_dim, name="token_embedding", **common
+            self.vocabulary_size, self.hidden_dim, embeddings_initializer=initializer,
+            name="token_embedding", **common
         )
         if self.position_encoding == "learned":
             self.position_layer = PositionEmbedding(
-                self.max_length, name="position_embedding", **common
+                self.max_length, initializer=initializer, name="position_embedding", **common
             )
         elif self.position_encoding == "sinusoidal":
             self.position_layer = SinusoidalPositionEncoding(name="position_encoding", **common)
@@ -115,6 +131,7 @@ class GPT(LanguageModel):
                 causal=True,
                 rotary_max_wavelength=10000.0 if self.position_encoding == "rotary" else None,
                 kernel_initializer=initializer,
+                output_kernel_initializer=residual_initializer,
                 seed=seed,
                 name=f"block_{index}",
                 **common,
