@@ -1,13 +1,30 @@
-"""Multi-head scaled dot-product attention with causal and padding masks."""
+"""Multi-head scaled dot-product attention: Keras's contract, a key/value cache on top."""
 
+import contextlib
 import math
+import string
 
 import keras
 from keras import ops
 
+try:  # the Keras mask of a tensor (the attribute Keras's own layers read and write)
+    from keras.src.backend import get_keras_mask, set_keras_mask
+except ImportError:  # pragma: no cover - other Keras 3 releases
+    def get_keras_mask(tensor):
+        return getattr(tensor, "_keras_mask", None)
+
+    def set_keras_mask(tensor, mask):
+        tensor._keras_mask = mask
+
 from tfllm.layers.initializers import clone_initializer
 from tfllm.layers.positional import RotaryEmbedding
-from tfllm.layers.validation import check_positive_int, check_rate
+from tfllm.layers.validation import check_rate
+
+#: Positions per block of the key/value cache that a decoding step attends to.
+CACHE_WINDOW = 128
+
+#: Stand-in for "may not attend" in float32 scores: far below any real score, finite.
+_MASKED_SCORE = -1e9
 
 
 def causal_mask(query_length, key_length):
@@ -32,30 +49,129 @@ def merge_masks(*masks):
     return merged
 
 
-#: Positions per block of the key/value cache that a decoding step attends to.
-CACHE_WINDOW = 128
+def _letters(start, count):
+    return string.ascii_lowercase[start:start + count]
+
+
+def projection_equation(free_dims, bound_dims, output_dims):
+    """The `EinsumDense` equation of a projection, as Keras's attention builds it.
+
+    The input's first `free_dims` axes pass through, its next `bound_dims` axes are
+    contracted with the kernel, and the kernel adds `output_dims` axes: for a `[B, T, D]`
+    input projected to heads, `("abc,cde->abde", "de", 4)`.
+
+    Returns:
+        `(equation, bias_axes, output_rank)`.
+    """
+    free = _letters(0, free_dims)
+    bound = _letters(free_dims, bound_dims)
+    output = _letters(free_dims + bound_dims, output_dims)
+    return f"{free}{bound},{bound}{output}->{free}{output}", output, free_dims + output_dims
+
+
+def attention_equations(rank, attention_axes):
+    """Einsum equations of the scores and of the weighted sum, for projected inputs of
+    `rank` (`[B, <other axes>, <attention axes>, H, d]`), as Keras's attention has them.
+
+    The scores are `[B, <other axes>, H, <query attention axes>, <key attention axes>]`:
+    for `[B, T, H, d]` inputs, `"aecd,abcd->acbe"` (keys, queries) and
+    `"acbe,aecd->abcd"` (probabilities, values).
+
+    Returns:
+        `(scores_equation, combine_equation, scores_rank)`.
+    """
+    target = _letters(0, rank)
+    batch_axes = [axis for axis in range(rank - 1) if axis not in attention_axes]
+    source = list(target)
+    for offset, axis in enumerate(attention_axes):
+        source[axis] = string.ascii_lowercase[rank + offset]
+    source = "".join(source)
+    product = ("".join(target[axis] for axis in batch_axes)
+               + "".join(target[axis] for axis in attention_axes)
+               + "".join(source[axis] for axis in attention_axes))
+    return (f"{source},{target}->{product}", f"{product},{source}->{target}", len(product))
+
+
+def _check_dim(name, value, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(
+            f"Received an invalid value for argument `{name}`: expected a positive integer"
+            f"{' or None' if allow_none else ''}; got {name}={value!r}."
+        )
+    return value
+
+
+@contextlib.contextmanager
+def _without_keras_masks(*tensors):
+    """Detaches the Keras masks of `tensors` for the duration (the projections do not
+    take masks: they would warn and drop them), then puts them back."""
+    masks = [get_keras_mask(tensor) for tensor in tensors]
+    for tensor, mask in zip(tensors, masks):
+        if mask is not None:
+            set_keras_mask(tensor, None)
+    try:
+        yield
+    finally:
+        for tensor, mask in zip(tensors, masks):
+            if mask is not None:
+                set_keras_mask(tensor, mask)
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
 class MultiHeadAttention(keras.layers.Layer):
-    """Multi-head attention, call-compatible with `keras.layers.MultiHeadAttention`.
+    """Multi-head attention: a drop-in for `keras.layers.MultiHeadAttention`, plus a cache.
 
-    Projects `query`, `key` and `value` into `num_heads` heads, attends with
-    scaled dot products, and projects the concatenated heads back. The call
-    arguments mean what they mean in `keras.layers.MultiHeadAttention`, and
-    the weights have the same shapes and order, so either layer can replace
-    the other (`layer.set_weights(keras_layer.get_weights())`). Beyond the
-    Keras layer it can rotate queries and keys with rotary position
-    embeddings, it always computes softmax in float32 (also under
-    `mixed_bfloat16` / `mixed_float16`), and it checks its inputs.
+    Projects `query`, `key` and `value` into `num_heads` heads with
+    `keras.layers.EinsumDense` sublayers named and shaped as Keras's are
+    (`query`, `key`, `value`, `attention_output`, and `gate` with
+    `use_gate=True`), attends with scaled dot products over `attention_axes`,
+    and projects the heads back. It takes every constructor and call argument
+    of `keras.layers.MultiHeadAttention` (Keras 3.15) with the same meaning,
+    and its weights move between the two classes (`get_weights` /
+    `set_weights`, `.weights.h5` files, either direction); Keras's own test
+    file for the layer runs against it (`tests/layers/test_attention_keras_suite.py`).
+    Because the projections are Keras's layers, `enable_lora`, `quantize("int8")`
+    and `DTypePolicyMap`s reach them as they reach Keras's attention.
 
-    Masks combine with a logical AND: `attention_mask` (`[B, T, S]`, True =
-    may attend), the causal mask (`use_causal_mask=True`), and the Keras
-    masks carried by `query` / `value` / `key` (for example from
-    `Embedding(mask_zero=True)`), or given as `query_mask` / `value_mask` /
-    `key_mask` (`[B, T]` / `[B, S]`). A query that may attend to nothing gets
-    a zero output from the attention (before the output projection), never
-    a mix of padding.
+    On top of Keras's layer:
+
+    - a key/value cache for decoding (`cache`, `cache_index`, `init_cache`): one
+      compiled step serves every position;
+    - rotary position embeddings of queries and keys (`rotary_max_wavelength`,
+      with `start_index` in the call);
+    - `output_kernel_initializer`, the output projection's own initializer (GPT-2
+      scales it down with depth).
+
+    Where it differs from Keras's layer, on purpose:
+
+    - the softmax is computed in float32 also under `mixed_bfloat16` /
+      `mixed_float16`, and `return_attention_scores` gives float32 probabilities;
+    - `attention_mask` and the masks the layer makes (padding, causal, sliding
+      window) are each broadcast to the scores' shape before they are combined,
+      so a `[B, H, T, S]` mask with a padding or causal mask works whatever `B`
+      and `H` are (Keras combines them first, which fails or mixes axes);
+      a mask that cannot broadcast raises a ValueError naming its shape;
+    - `query_mask`, `value_mask` and `key_mask` given explicitly are used (Keras
+      uses the Keras masks of the tensors only);
+    - a query that may attend to nothing gets a zero attention output (before the
+      output projection) on every path; Keras's fused path gives it uniform
+      attention over the masked keys;
+    - `flash_attention` is accepted and stored but does nothing: TensorFlow has no
+      flash-attention kernel (Keras's layer also falls back to the plain
+      computation there); under XLA the attention compiles to one fused loop;
+    - the input tensors' Keras masks are left on them (Keras's layer removes
+      them).
+
+    Masks are boolean, True = may attend. `attention_mask` is `[B, T, S]` or any
+    shape that broadcasts to the scores (`[B, H, T, S]` for rank-3 inputs):
+    missing axes are added before the heads axis, as Keras does, so `[T, S]`,
+    `[B, T, S]`, `[B, 1, T, S]` and `[B, H, T, S]` all work. It is combined (AND)
+    with the causal mask (`use_causal_mask=True`), the sliding window, and the
+    padding masks of `query` / `value` / `key` (Keras masks, e.g. from
+    `Embedding(mask_zero=True)`, or given as `query_mask` `[B, T]`, `value_mask`
+    / `key_mask` `[B, S]`).
 
     Args:
         num_heads: int, number of attention heads `H`.
@@ -63,24 +179,39 @@ class MultiHeadAttention(keras.layers.Layer):
         value_dim: int, size of each head for value. Defaults to `key_dim`.
         dropout: float in [0, 1), dropout on the attention probabilities.
         use_bias: bool, whether the projections have biases.
-        output_shape: int, size of the output features. Defaults to the
-            query's feature size.
-        kernel_initializer: initializer of the projection kernels.
+        output_shape: int or tuple of ints, the shape of the output's features
+            (besides batch and attended axes). Defaults to the query's last axis.
+        attention_axes: int or tuple of ints, the axes attention runs over.
+            Defaults to every axis but the batch and the features.
+        sliding_window: int or None; when set, query position `i` attends only to
+            key positions `j` with `|i - j| < sliding_window` (with
+            `use_causal_mask=True`: the last `sliding_window` positions).
+        flash_attention: bool or None; accepted for compatibility, no effect here.
+        kernel_initializer: initializer of the projection kernels (each kernel
+            gets its own draw).
         bias_initializer: initializer of the projection biases.
-        rotary_max_wavelength: float or None. When set, queries and keys are
-            rotated with a `RotaryEmbedding` of this wavelength.
+        kernel_regularizer, bias_regularizer, activity_regularizer: regularizers
+            of the projections' kernels, biases and outputs.
+        kernel_constraint, bias_constraint: constraints of the projections.
+        use_gate: bool; when True, a sigmoid gate projected from the query
+            multiplies the attention output before the output projection (Gated
+            Attention, arXiv:2505.06708).
         seed: int or None, seed of the dropout.
+        rotary_max_wavelength: float or None. When set, queries and keys are
+            rotated with a `RotaryEmbedding` of this wavelength (rank-3 inputs).
+        output_kernel_initializer: initializer of the output projection's kernel.
+            Defaults to `kernel_initializer`.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Call arguments:
-        query: `[B, T, Dq]` tensor.
+        query: `[B, T, Dq]` tensor (or higher rank with `attention_axes`).
         value: `[B, S, Dv]` tensor (pass `query` for self-attention).
         key: `[B, S, Dk]` tensor; defaults to `value`.
-        query_mask, value_mask, key_mask: optional `[B, T]` / `[B, S]`
-            padding masks (True = real token).
-        attention_mask: optional `[B, T, S]` boolean mask.
-        return_attention_scores: bool; also return the `[B, H, T, S]`
-            attention probabilities (float32, before dropout).
+        query_mask, value_mask, key_mask: optional `[B, T]` / `[B, S]` padding
+            masks (True = real token).
+        attention_mask: optional boolean mask, see above.
+        return_attention_scores: bool; also return the attention probabilities
+            (`[B, H, T, S]`, float32, before dropout).
         training: bool, enables dropout.
         use_causal_mask: bool, adds a causal mask (query `i` sees keys
             `j <= i`).
@@ -93,20 +224,27 @@ class MultiHeadAttention(keras.layers.Layer):
             (`keras.ops.slice_update`, no reallocation), and the queries
             attend to the cache, each to the positions up to its own: one
             compiled step serves every position. `value` and `key` must be
-            the query itself. `attention_mask`, if given, is `[B, T, S]`.
+            the query itself; inputs are `[B, T, D]`. `attention_mask`, if
+            given, is `[B, T, S]` (padding of the cached sequence).
         cache_index: int or scalar int tensor, the position of `query[:, 0]`
             when `cache` is given (also the rotary `start_index`).
 
     Returns:
-        `[B, T, output_shape]` tensor, and the attention probabilities if
-        `return_attention_scores=True`; with `cache`, also the updated cache
-        (`output, cache` or `output, scores, cache`).
+        The output (`[B, T, D]`, or `[B, T, *output_shape]`), and the attention
+        probabilities if `return_attention_scores=True`; with `cache`, also the
+        updated cache (`output, cache` or `output, scores, cache`).
 
     Example:
 
     >>> attention = MultiHeadAttention(num_heads=4, key_dim=16)
     >>> x = keras.random.normal((2, 10, 64))
     >>> y = attention(x, x, use_causal_mask=True)  # [2, 10, 64]
+    >>> keras_attention = keras.layers.MultiHeadAttention(num_heads=4, key_dim=16)
+    >>> _ = keras_attention(x, x)
+    >>> keras_attention.set_weights(attention.get_weights())  # and back
+
+    References:
+        Vaswani et al., "Attention Is All You Need", 2017.
     """
 
     def __init__(
@@ -117,101 +255,171 @@ class MultiHeadAttention(keras.layers.Layer):
         dropout=0.0,
         use_bias=True,
         output_shape=None,
+        attention_axes=None,
+        sliding_window=None,
+        flash_attention=None,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
-        rotary_max_wavelength=None,
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        use_gate=False,
         seed=None,
+        rotary_max_wavelength=None,
         output_kernel_initializer=None,
         **kwargs,
     ):
+        self._num_heads = _check_dim("num_heads", num_heads)
+        self._key_dim = _check_dim("key_dim", key_dim)
+        self._value_dim = _check_dim("value_dim", value_dim, allow_none=True) or key_dim
         super().__init__(**kwargs)
-        self.num_heads = check_positive_int("num_heads", num_heads)
-        self.key_dim = check_positive_int("key_dim", key_dim)
-        self.value_dim = check_positive_int("value_dim", value_dim or key_dim)
-        self.dropout = check_rate("dropout", dropout)
-        self.use_bias = bool(use_bias)
-        self._output_dim = (
-            None if output_shape is None else check_positive_int("output_shape", output_shape)
-        )
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.output_kernel_initializer = keras.initializers.get(
+        self.supports_masking = True
+        self._dropout = check_rate("dropout", dropout)
+        self._use_bias = bool(use_bias)
+        self._use_gate = bool(use_gate)
+        self._output_shape = self._check_output_shape(output_shape)
+        if isinstance(attention_axes, int):
+            attention_axes = (attention_axes,)
+        elif attention_axes is not None and not isinstance(attention_axes, (list, tuple)):
+            raise ValueError(
+                f"`attention_axes` must be an int, list, or tuple; got {attention_axes!r}.")
+        self._attention_axes = None if attention_axes is None else tuple(attention_axes)
+        self._sliding_window = _check_dim("sliding_window", sliding_window, allow_none=True)
+        self._flash_attention = flash_attention
+        self._kernel_initializer = keras.initializers.get(kernel_initializer)
+        self._bias_initializer = keras.initializers.get(bias_initializer)
+        self._output_kernel_initializer = keras.initializers.get(
             output_kernel_initializer or kernel_initializer)
-        self.rotary_max_wavelength = rotary_max_wavelength
+        self._kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self._bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self._activity_regularizer = keras.regularizers.get(activity_regularizer)
+        self._kernel_constraint = keras.constraints.get(kernel_constraint)
+        self._bias_constraint = keras.constraints.get(bias_constraint)
         self.seed = seed
+        self.rotary_max_wavelength = rotary_max_wavelength
+        self._inverse_sqrt_key_dim = 1.0 / math.sqrt(float(self._key_dim))
+        self.rotary_embedding = None
         if rotary_max_wavelength is not None:
-            if self.key_dim % 2:
-                raise ValueError(
-                    f"Rotary embeddings need an even `key_dim`; got {key_dim}."
-                )
+            if self._key_dim % 2:
+                raise ValueError(f"Rotary embeddings need an even `key_dim`; got {key_dim}.")
             self.rotary_embedding = RotaryEmbedding(
-                max_wavelength=rotary_max_wavelength,
-                dtype=self.dtype_policy,
-                name="rotary_embedding",
-            )
-        else:
-            self.rotary_embedding = None
-        self.dropout_layer = keras.layers.Dropout(
-            self.dropout, seed=seed, dtype=self.dtype_policy, name="attention_dropout"
-        )
+                max_wavelength=rotary_max_wavelength, dtype=self.dtype_policy,
+                name="rotary_embedding")
 
-    def _projection(self, name, input_dim, heads, head_dim):
-        kernel = self.add_weight(
-            name=f"{name}_kernel",
-            shape=(input_dim, heads, head_dim),
-            initializer=clone_initializer(self.kernel_initializer),
+    @staticmethod
+    def _check_output_shape(output_shape):
+        if output_shape is None:
+            return None
+        if isinstance(output_shape, int) and not isinstance(output_shape, bool):
+            output_shape = (output_shape,)
+        try:
+            output_shape = tuple(output_shape)
+        except TypeError:
+            raise ValueError(
+                f"Invalid `output_shape`: {output_shape!r}. When specified, the "
+                "`output_shape` should be of type tuple, list, or int.") from None
+        for size in output_shape:
+            if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+                raise ValueError(
+                    f"Invalid `output_shape`: {output_shape!r}; every size must be a "
+                    "positive integer.")
+        return output_shape
+
+    num_heads = property(lambda self: self._num_heads)
+    key_dim = property(lambda self: self._key_dim)
+    value_dim = property(lambda self: self._value_dim)
+    dropout = property(lambda self: self._dropout)
+    use_bias = property(lambda self: self._use_bias)
+    attention_axes = property(lambda self: self._attention_axes)
+    # The projections, under the names Keras's layer gives them (weights files walk
+    # these public names first, so the paths inside `.weights.h5` files agree).
+    query_dense = property(lambda self: self._query_dense)
+    key_dense = property(lambda self: self._key_dense)
+    value_dense = property(lambda self: self._value_dense)
+    output_dense = property(lambda self: self._output_dense)
+
+    def _sublayer_arguments(self, kernel_initializer=None):
+        return {
+            "kernel_initializer": clone_initializer(kernel_initializer
+                                                    or self._kernel_initializer),
+            "bias_initializer": clone_initializer(self._bias_initializer),
+            "kernel_regularizer": self._kernel_regularizer,
+            "bias_regularizer": self._bias_regularizer,
+            "activity_regularizer": self._activity_regularizer,
+            "kernel_constraint": self._kernel_constraint,
+            "bias_constraint": self._bias_constraint,
+            "dtype": self.dtype_policy,
+        }
+
+    def _projection(self, input_shape, heads_dim, name, activation=None):
+        equation, bias_axes, output_rank = projection_equation(len(input_shape) - 1, 1, 2)
+        layer = keras.layers.EinsumDense(
+            equation,
+            output_shape=[None] * (output_rank - 3) + [self._num_heads, heads_dim],
+            bias_axes=bias_axes if self._use_bias else None,
+            activation=activation,
+            name=name,
+            **self._sublayer_arguments(),
         )
-        bias = None
-        if self.use_bias:
-            bias = self.add_weight(
-                name=f"{name}_bias",
-                shape=(heads, head_dim),
-                initializer=clone_initializer(self.bias_initializer),
-            )
-        return kernel, bias
+        layer.build(input_shape)
+        return layer
 
     def build(self, query_shape, value_shape=None, key_shape=None):
-        value_shape = query_shape if value_shape is None else value_shape
-        key_shape = value_shape if key_shape is None else key_shape
-        for name, shape in (("query", query_shape), ("value", value_shape), ("key", key_shape)):
-            if len(shape) != 3 or shape[-1] is None:
-                raise ValueError(
-                    f"`{name}` must have shape [batch, length, features] with a "
-                    f"known feature size; got {tuple(shape)}."
-                )
-        output_dim = self._output_dim or query_shape[-1]
-        self.query_kernel, self.query_bias = self._projection(
-            "query", query_shape[-1], self.num_heads, self.key_dim
+        query_shape = tuple(query_shape)
+        value_shape = query_shape if value_shape is None else tuple(value_shape)
+        key_shape = value_shape if key_shape is None else tuple(key_shape)
+        self._check_shapes(query_shape, value_shape, key_shape)
+        rank = len(query_shape) + 1  # of the projected tensors: [B, ..., H, d]
+        if self._attention_axes is None:
+            self._attention_axes = tuple(range(1, rank - 2))
+        else:
+            self._attention_axes = tuple(axis if axis >= 0 else (rank - 1) + axis
+                                         for axis in self._attention_axes)
+        if self.rotary_embedding is not None and len(query_shape) != 3:
+            raise ValueError("Rotary embeddings need `[batch, length, features]` inputs; "
+                             f"got a query of shape {query_shape}.")
+        # Created in Keras's order, so that `get_weights()` lists the same weights.
+        self._query_dense = self._projection(query_shape, self._key_dim, "query")
+        self._key_dense = self._projection(key_shape, self._key_dim, "key")
+        if self._use_gate:
+            self._gate_dense = self._projection(query_shape, self._value_dim, "gate",
+                                                activation="sigmoid")
+        self._value_dense = self._projection(value_shape, self._value_dim, "value")
+        (self._dot_product_equation, self._combine_equation,
+         self._scores_rank) = attention_equations(rank, self._attention_axes)
+        self._dropout_layer = keras.layers.Dropout(
+            rate=self._dropout, seed=self.seed, dtype=self.dtype_policy)
+        output_shape = self._output_shape or (query_shape[-1],)
+        equation, bias_axes, output_rank = projection_equation(
+            len(query_shape) - 1, 2, len(output_shape))
+        self._output_dense = keras.layers.EinsumDense(
+            equation,
+            output_shape=[None] * (output_rank - 1 - len(output_shape)) + list(output_shape),
+            bias_axes=bias_axes if self._use_bias else None,
+            name="attention_output",
+            **self._sublayer_arguments(self._output_kernel_initializer),
         )
-        self.key_kernel, self.key_bias = self._projection(
-            "key", key_shape[-1], self.num_heads, self.key_dim
-        )
-        self.value_kernel, self.value_bias = self._projection(
-            "value", value_shape[-1], self.num_heads, self.value_dim
-        )
-        self.output_kernel = self.add_weight(
-            name="output_kernel",
-            shape=(self.num_heads, self.value_dim, output_dim),
-            initializer=clone_initializer(self.output_kernel_initializer),
-        )
-        self.output_bias = None
-        if self.use_bias:
-            self.output_bias = self.add_weight(
-                name="output_bias", shape=(output_dim,),
-                initializer=clone_initializer(self.bias_initializer),
-            )
+        self._output_dense.build(query_shape[:-1] + (self._num_heads, self._value_dim))
         self.built = True
 
-    def _project_to_heads(self, inputs, kernel, bias):
-        """`[B, L, D] -> [B, H, L, d]` with one matmul over all heads."""
-        _, heads, head_dim = kernel.shape
-        flat_kernel = ops.reshape(kernel, (kernel.shape[0], heads * head_dim))
-        projected = ops.matmul(inputs, ops.cast(flat_kernel, inputs.dtype))
-        if bias is not None:
-            projected = projected + ops.cast(ops.reshape(bias, (-1,)), inputs.dtype)
-        batch_size, length = ops.shape(inputs)[0], ops.shape(inputs)[1]
-        projected = ops.reshape(projected, (batch_size, length, heads, head_dim))
-        return projected
+    @staticmethod
+    def _check_shapes(query_shape, value_shape, key_shape):
+        if value_shape[1:-1] != key_shape[1:-1]:
+            raise ValueError(
+                "All dimensions of `value` and `key`, except the last one, must be equal. "
+                f"Received: value_shape={value_shape} and key_shape={key_shape}")
+        for name, shape in (("query", query_shape), ("value", value_shape),
+                            ("key", key_shape)):
+            if len(shape) < 3 or shape[-1] is None:
+                raise ValueError(
+                    f"`{name}` must have shape [batch, length, features] (or more axes) "
+                    f"with a known feature size; got {tuple(shape)}.")
+        if len(query_shape) != len(value_shape):
+            raise ValueError(
+                f"`query` and `value` must have the same rank; got shapes {query_shape} "
+                f"and {value_shape}.")
 
     def call(
         self,
@@ -229,54 +437,184 @@ class MultiHeadAttention(keras.layers.Layer):
         cache=None,
         cache_index=None,
     ):
-        if key is None:
+        if key is None or key is value:
             key = value
             key_mask = None  # the value's mask already covers it, as in Keras
         if cache is not None:
-            if cache_index is None:
-                raise ValueError("`cache_index` is required with `cache`.")
-            start_index = cache_index
-        query_length = ops.shape(query)[1]
-
-        query_heads = self._project_to_heads(query, self.query_kernel, self.query_bias)
-        key_heads = self._project_to_heads(key, self.key_kernel, self.key_bias)
-        value_heads = self._project_to_heads(value, self.value_kernel, self.value_bias)
+            return self._call_with_cache(query, cache, cache_index, query_mask,
+                                         attention_mask, return_attention_scores, training)
+        with _without_keras_masks(query, value, key):
+            mask = self._compute_attention_mask(
+                query, value, query_mask=query_mask, value_mask=value_mask,
+                key_mask=key_mask, attention_mask=attention_mask,
+                use_causal_mask=use_causal_mask)
+            gate = self._gate_dense(query) if self._use_gate else None
+            query_heads = self._query_dense(query)
+            key_heads = self._key_dense(key)
+            value_heads = self._value_dense(value)
         if self.rotary_embedding is not None:
             query_heads = self.rotary_embedding(query_heads, start_index=start_index)
             key_heads = self.rotary_embedding(key_heads, start_index=start_index)
-        causal = causal_mask(query_length, ops.shape(key)[1]) if use_causal_mask else None
-        # [B, L, H, d] -> [B, H, L, d]: heads first, as the cache keeps them.
-        query_heads = ops.transpose(query_heads, (0, 2, 1, 3))
-        key_heads = ops.transpose(key_heads, (0, 2, 1, 3))
-        value_heads = ops.transpose(value_heads, (0, 2, 1, 3))
-        if cache is not None:
-            # Write this step's keys and values at `cache_index`, attend to the cache.
-            update = ops.stack([key_heads, value_heads], axis=1)  # [B, 2, H, T, d]
-            zero = ops.zeros((), "int32")
-            cache = ops.slice_update(
-                cache, (zero, zero, zero, ops.cast(cache_index, "int32"), zero),
-                ops.cast(update, cache.dtype),
-            )
-            key_heads = ops.cast(cache[:, 0], query_heads.dtype)
-            value_heads = ops.cast(cache[:, 1], query_heads.dtype)
-            # Query i sits at position cache_index + i and sees keys up to it; the
-            # cache beyond holds nothing yet (or stale keys of an earlier sequence).
-            query_positions = ops.arange(query_length) + ops.cast(cache_index, "int32")
-            key_positions = ops.arange(ops.shape(cache)[3])
-            causal = ops.expand_dims(key_positions[None, :] <= query_positions[:, None], 0)
-            key_mask = value_mask = None  # padding comes with `attention_mask`
+        output, scores = self._compute_attention(
+            query_heads, key_heads, value_heads, mask, training, return_attention_scores)
+        if gate is not None:
+            output = output * gate
+        output = self._output_dense(output)
+        return (output, scores) if return_attention_scores else output
 
-        query_heads = query_heads * ops.cast(1.0 / math.sqrt(self.key_dim), query_heads.dtype)
+    def _compute_attention_mask(self, query, value, query_mask=None, value_mask=None,
+                                key_mask=None, attention_mask=None, use_causal_mask=False):
+        """The boolean mask of the scores (broadcastable to their shape), or None.
+
+        The padding masks (`[B, T, 1]`, `[B, 1, S]`), the causal and sliding-window
+        masks (`[1, T, S]`) and `attention_mask` are each given the scores' rank (axes
+        added before the heads axis, as Keras does) and then combined, so none of
+        them is broadcast against another's batch or heads axis.
+        """
+        made = []
+        if query_mask is not None:
+            made.append(ops.expand_dims(ops.cast(query_mask, "bool"), -1))
+        for mask in (value_mask, key_mask):
+            if mask is not None:
+                made.append(ops.expand_dims(ops.cast(mask, "bool"), -2))
+        if use_causal_mask:
+            made.append(self._compute_causal_mask(query, value))
+        if self._sliding_window is not None:
+            made.append(self._compute_sliding_window_mask(query, value))
+        if attention_mask is not None:
+            self._check_attention_mask(attention_mask, query, value)
+            made.append(ops.cast(attention_mask, "bool"))
+        return merge_masks(*(self._expand_mask(mask) for mask in made))
+
+    def _expand_mask(self, mask):
+        """`mask` with axes added before the heads axis up to the scores' rank (Keras's
+        broadcasting rule)."""
+        axis = -len(self._attention_axes) * 2 - 1
+        for _ in range(self._scores_rank - len(mask.shape)):
+            mask = ops.expand_dims(mask, axis=axis)
+        return mask
+
+    def _check_attention_mask(self, attention_mask, query, value):
+        """A ValueError naming `attention_mask` when its shape cannot broadcast."""
+        shape = tuple(attention_mask.shape)
+        scores = self._scores_shape(tuple(query.shape), tuple(value.shape))
+        problem = len(shape) > len(scores)
+        if not problem:
+            expanded, axis = list(shape), -len(self._attention_axes) * 2 - 1
+            while len(expanded) < len(scores):
+                expanded.insert(len(expanded) + 1 + axis, 1)  # as ops.expand_dims(axis)
+            problem = any(size not in (None, 1) and wanted is not None and size != wanted
+                          for size, wanted in zip(expanded, scores))
+        if problem:
+            raise ValueError(
+                f"`attention_mask` of shape {shape} cannot broadcast to the attention "
+                f"scores of shape {scores} (batch, heads, query positions, key positions "
+                "for 3-D inputs); give it as [B, T, S], [T, S], [B, 1, T, S] or "
+                "[B, H, T, S].")
+
+    def _scores_shape(self, query_shape, value_shape):
+        """Static shape of the scores: `[B, <other axes>, H, <query axes>, <key axes>]`."""
+        other = [axis for axis in range(1, len(query_shape) - 1)
+                 if axis not in self._attention_axes]
+        return ((query_shape[0],) + tuple(query_shape[axis] for axis in other)
+                + (self._num_heads,) + tuple(query_shape[axis] for axis in self._attention_axes)
+                + tuple(value_shape[axis] for axis in self._attention_axes))
+
+    def _compute_causal_mask(self, query, value=None):
+        """`[1, T, S]` boolean lower-triangular mask (T, S: axis 1 of query and value)."""
+        query_length = ops.shape(query)[1]
+        value_length = query_length if value is None else ops.shape(value)[1]
+        return causal_mask(query_length, value_length)
+
+    def _compute_sliding_window_mask(self, query, value=None):
+        """`[1, T, S]` band: query `i` may attend to keys `j` with `|i - j| < window`."""
+        query_length = ops.shape(query)[1]
+        value_length = query_length if value is None else ops.shape(value)[1]
+        rows = ops.reshape(ops.arange(query_length, dtype="int32"), (1, -1, 1))
+        columns = ops.reshape(ops.arange(value_length, dtype="int32"), (1, 1, -1))
+        return ops.less(ops.abs(rows - columns), self._sliding_window)
+
+    def _compute_attention(self, query, key, value, attention_mask=None, training=None,
+                           return_attention_scores=False, use_causal_mask=False):
+        """Attention of projected heads: `([B, T, H, dv] output, probabilities or None)`.
+
+        `query`, `key`, `value` are `[B, T, H, d]` / `[B, S, H, d]` (more axes with
+        `attention_axes`); `attention_mask` broadcasts to the scores as described in
+        the class docstring. Override it to change the attention itself, as with
+        Keras's layer.
+        """
+        if use_causal_mask:
+            attention_mask = merge_masks(
+                None if attention_mask is None else self._expand_mask(attention_mask),
+                self._expand_mask(self._compute_causal_mask(query, value)))
+        query = ops.multiply(query, ops.cast(self._inverse_sqrt_key_dim, query.dtype))
+        scores = ops.einsum(self._dot_product_equation, key, query)
+        probabilities = self._masked_softmax(scores, attention_mask)
+        weights = ops.cast(probabilities, self.compute_dtype)
+        if self._dropout > 0.0:
+            weights = self._dropout_layer(weights, training=training)
+        output = ops.einsum(self._combine_equation, weights, value)
+        return output, probabilities if return_attention_scores else None
+
+    def _masked_softmax(self, scores, attention_mask=None):
+        """Softmax over the key axes, in float32; masked keys get probability 0."""
+        # bfloat16 / float16 scores lose too much precision for the softmax.
+        scores = ops.cast(scores, "float32")
+        if attention_mask is not None:
+            attention_mask = self._expand_mask(ops.cast(attention_mask, "bool"))
+            scores = ops.where(attention_mask, scores, _MASKED_SCORE)
+        axes = tuple(range(self._scores_rank - len(self._attention_axes), self._scores_rank))
+        if len(axes) == 1:
+            probabilities = ops.softmax(scores, axis=axes[0])
+        else:
+            probabilities = ops.exp(scores - ops.logsumexp(scores, axis=axes, keepdims=True))
+        if attention_mask is not None:
+            # A fully masked row would otherwise be uniform over what it may not see.
+            probabilities = ops.where(attention_mask, probabilities, 0.0)
+        return probabilities
+
+    def _call_with_cache(self, query, cache, cache_index, query_mask, attention_mask,
+                         return_attention_scores, training):
+        """Self-attention of `query [B, T, D]` at positions `cache_index...` over a cache."""
+        if cache_index is None:
+            raise ValueError("`cache_index` is required with `cache`.")
+        if len(query.shape) != 3 or self._attention_axes != (1,):
+            raise ValueError("A key/value cache works with [batch, length, features] "
+                             "inputs and the default `attention_axes`.")
+        with _without_keras_masks(query):
+            gate = self._gate_dense(query) if self._use_gate else None
+            query_heads = self._query_dense(query)
+            key_heads = self._key_dense(query)
+            value_heads = self._value_dense(query)
+        if self.rotary_embedding is not None:
+            query_heads = self.rotary_embedding(query_heads, start_index=cache_index)
+            key_heads = self.rotary_embedding(key_heads, start_index=cache_index)
+        # [B, T, H, d] -> [B, H, T, d]: heads first, as the cache keeps them.
+        query_heads, key_heads, value_heads = (
+            ops.transpose(heads, (0, 2, 1, 3)) for heads in (query_heads, key_heads, value_heads))
+        # Write this step's keys and values at `cache_index`, attend to the cache.
+        update = ops.stack([key_heads, value_heads], axis=1)  # [B, 2, H, T, d]
+        zero = ops.zeros((), "int32")
+        cache = ops.slice_update(
+            cache, (zero, zero, zero, ops.cast(cache_index, "int32"), zero),
+            ops.cast(update, cache.dtype))
+        key_heads = ops.cast(cache[:, 0], query_heads.dtype)
+        value_heads = ops.cast(cache[:, 1], query_heads.dtype)
+        # Query i sits at position cache_index + i and sees keys up to it; the cache
+        # beyond holds nothing yet (or stale keys of an earlier sequence).
+        query_length = ops.shape(query)[1]
+        query_positions = ops.arange(query_length) + ops.cast(cache_index, "int32")
+        key_positions = ops.arange(ops.shape(cache)[3])
+        visible = key_positions[None, :] <= query_positions[:, None]
+        if self._sliding_window is not None:
+            visible = ops.logical_and(
+                visible, query_positions[:, None] - key_positions[None, :] < self._sliding_window)
         mask = merge_masks(
-            attention_mask,
-            None if query_mask is None else ops.expand_dims(query_mask, -1),
-            None if value_mask is None else ops.expand_dims(value_mask, -2),
-            None if key_mask is None else ops.expand_dims(key_mask, -2),
-            causal,
-        )
-        if mask is not None:
-            mask = ops.expand_dims(mask, 1)  # broadcast over heads
-        cache_length = None if cache is None else cache.shape[3]
+            visible[None, None],
+            None if attention_mask is None else ops.expand_dims(attention_mask, 1),
+            None if query_mask is None else query_mask[:, None, :, None])
+        query_heads = query_heads * ops.cast(self._inverse_sqrt_key_dim, query_heads.dtype)
+        cache_length = cache.shape[3]
         if (cache_length is not None and query.shape[1] == 1 and not return_attention_scores
                 and cache_length > CACHE_WINDOW):
             # One decoding step: attend to the smallest window of whole blocks that holds
@@ -286,52 +624,39 @@ class MultiHeadAttention(keras.layers.Layer):
                                 len(windows) - 1)
 
             def window_attention(width):
-                return lambda: self._attend(
+                return lambda: self._attend_heads_first(
                     query_heads, key_heads[:, :, :width], value_heads[:, :, :width],
-                    None if mask is None else mask[..., :width], training)[0]
+                    mask[..., :width], training)[0]
 
             context = ops.switch(block, [window_attention(width) for width in windows])
             probabilities = None
         else:
-            context, probabilities = self._attend(
+            context, probabilities = self._attend_heads_first(
                 query_heads, key_heads, value_heads, mask, training)
-        context = ops.transpose(context, (0, 2, 1, 3))
-        batch_size = ops.shape(context)[0]
-        context = ops.reshape(context, (batch_size, query_length, self.num_heads * self.value_dim))
-        output_kernel = ops.reshape(
-            self.output_kernel, (self.num_heads * self.value_dim, self.output_kernel.shape[-1])
-        )
-        output = ops.matmul(context, ops.cast(output_kernel, context.dtype))
-        if self.output_bias is not None:
-            output = output + ops.cast(self.output_bias, output.dtype)
+        output = ops.transpose(context, (0, 2, 1, 3))  # [B, T, H, dv]
+        if gate is not None:
+            output = output * gate
+        output = self._output_dense(output)
         outputs = (output, probabilities) if return_attention_scores else (output,)
-        if cache is not None:
-            outputs += (cache,)
-        return outputs if len(outputs) > 1 else output
+        return outputs + (cache,)
 
-    def _attend(self, query_heads, key_heads, value_heads, mask, training):
+    def _attend_heads_first(self, query_heads, key_heads, value_heads, mask, training):
         """Scaled queries, keys, values `[B, H, L, d]` → `(context [B, H, T, dv], probabilities)`."""
         # Contracting over d directly: no transposed copy of the keys (or the cache).
-        scores = ops.einsum("bhtd,bhsd->bhts", query_heads, key_heads)
-        # Softmax in float32: bfloat16 / float16 logits lose too much precision.
-        scores = ops.cast(scores, "float32")
-        if mask is not None:
-            scores = ops.where(mask, scores, -1e9)
-        probabilities = ops.softmax(scores, axis=-1)
-        if mask is not None:
-            # A fully masked row would otherwise be uniform over padding.
-            probabilities = ops.where(mask, probabilities, 0.0)
-        dropped = self.dropout_layer(
-            ops.cast(probabilities, self.compute_dtype), training=training
-        )
-        return ops.matmul(dropped, value_heads), probabilities
+        scores = ops.cast(ops.einsum("bhtd,bhsd->bhts", query_heads, key_heads), "float32")
+        scores = ops.where(mask, scores, _MASKED_SCORE)
+        probabilities = ops.where(mask, ops.softmax(scores, axis=-1), 0.0)
+        weights = ops.cast(probabilities, self.compute_dtype)
+        if self._dropout > 0.0:
+            weights = self._dropout_layer(weights, training=training)
+        return ops.matmul(weights, value_heads), probabilities
 
     def init_cache(self, batch_size, max_length, dtype=None):
         """A zero `[B, 2, H, max_length, d]` key/value cache for `call(..., cache=...)`."""
-        if self.key_dim != self.value_dim:
+        if self._key_dim != self._value_dim:
             raise ValueError("A key/value cache needs `key_dim == value_dim`.")
         return ops.zeros(
-            (batch_size, 2, self.num_heads, max_length, self.key_dim),
+            (batch_size, 2, self._num_heads, max_length, self._key_dim),
             dtype or self.compute_dtype,
         )
 
@@ -340,24 +665,56 @@ class MultiHeadAttention(keras.layers.Layer):
         return previous_mask
 
     def compute_output_shape(self, query_shape, value_shape=None, key_shape=None):
-        return tuple(query_shape[:-1]) + (self._output_dim or query_shape[-1],)
+        query_shape = tuple(query_shape)
+        value_shape = query_shape if value_shape is None else tuple(value_shape)
+        key_shape = value_shape if key_shape is None else tuple(key_shape)
+        if value_shape[1:-1] != key_shape[1:-1]:
+            raise ValueError(
+                "All dimensions of `value` and `key`, except the last one, must be equal. "
+                f"Received: value_shape={value_shape} and key_shape={key_shape}")
+        return query_shape[:-1] + (self._output_shape or query_shape[-1:])
+
+    def compute_output_spec(self, query, value, key=None, query_mask=None, value_mask=None,
+                            key_mask=None, attention_mask=None, return_attention_scores=False,
+                            training=None, use_causal_mask=False, start_index=0, cache=None,
+                            cache_index=None):
+        output_shape = self.compute_output_shape(
+            query.shape, value.shape, None if key is None else key.shape)
+        outputs = (keras.KerasTensor(output_shape, dtype=self.compute_dtype),)
+        if return_attention_scores:
+            keys = value if cache is None else keras.KerasTensor(
+                (None, cache.shape[3], None))
+            outputs += (keras.KerasTensor(self._scores_shape(tuple(query.shape),
+                                                             tuple(keys.shape)),
+                                          dtype="float32"),)
+        if cache is not None:
+            outputs += (keras.KerasTensor(cache.shape, dtype=cache.dtype),)
+        return outputs if len(outputs) > 1 else outputs[0]
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "num_heads": self.num_heads,
-                "key_dim": self.key_dim,
-                "value_dim": self.value_dim,
-                "dropout": self.dropout,
-                "use_bias": self.use_bias,
-                "output_shape": self._output_dim,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "rotary_max_wavelength": self.rotary_max_wavelength,
-                "seed": self.seed,
-                "output_kernel_initializer": keras.initializers.serialize(
-                    self.output_kernel_initializer),
-            }
-        )
+        serialize = keras.saving.serialize_keras_object
+        config.update({
+            "num_heads": self._num_heads,
+            "key_dim": self._key_dim,
+            "value_dim": self._value_dim,
+            "dropout": self._dropout,
+            "use_bias": self._use_bias,
+            "use_gate": self._use_gate,
+            "output_shape": self._output_shape,
+            "attention_axes": self._attention_axes,
+            "sliding_window": self._sliding_window,
+            "flash_attention": self._flash_attention,
+            "kernel_initializer": keras.initializers.serialize(self._kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self._bias_initializer),
+            "kernel_regularizer": serialize(self._kernel_regularizer),
+            "bias_regularizer": serialize(self._bias_regularizer),
+            "activity_regularizer": serialize(self._activity_regularizer),
+            "kernel_constraint": serialize(self._kernel_constraint),
+            "bias_constraint": serialize(self._bias_constraint),
+            "seed": self.seed,
+            "rotary_max_wavelength": self.rotary_max_wavelength,
+            "output_kernel_initializer": keras.initializers.serialize(
+                self._output_kernel_initializer),
+        })
         return config
