@@ -130,3 +130,56 @@ def test_odd_width_is_refused():
         SinusoidalPositionEncoding()(np.zeros((1, 3, 5), "float32"))
     with pytest.raises(ValueError, match="even"):
         RotaryEmbedding()(keras.ops.zeros((1, 3, 5)))
+
+
+# KerasHub's position layers take explicit `positions`; ours take them with the same
+# meaning (the concepts are the same; ours add `start_index` checks and names).
+
+
+def test_sinusoidal_with_positions_matches_keras_hub(rng):
+    keras_hub = pytest.importorskip("keras_hub")
+    inputs = rng.normal(size=(2, 5, 16)).astype("float32")
+    positions = np.array([[3, 4, 9, 10, 11], [0, 1, 2, 50, 51]])
+    ours = SinusoidalPositionEncoding(max_wavelength=1000.0)(inputs, positions=positions)
+    theirs = keras_hub.layers.SinePositionEncoding(max_wavelength=1000)(inputs,
+                                                                       positions=positions)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(ours)[1], _numpy_sinusoidal(positions[1], 16, 1000.0),
+                               atol=1e-5)
+
+
+def test_position_embedding_with_positions_matches_keras_hub(rng):
+    keras_hub = pytest.importorskip("keras_hub")
+    inputs = rng.normal(size=(2, 4, 8)).astype("float32")
+    positions = np.array([5, 1, 1, 7])  # [T], shared by the batch
+    ours, theirs = PositionEmbedding(max_length=10), keras_hub.layers.PositionEmbedding(10)
+    ours(inputs), theirs(inputs)
+    theirs.set_weights(ours.get_weights())
+    np.testing.assert_allclose(ours(inputs, positions=positions),
+                               theirs(inputs, positions=positions), atol=1e-6)
+    np.testing.assert_allclose(ours(inputs, positions=np.arange(3, 7)),
+                               ours(inputs, start_index=3), atol=1e-6)
+
+
+@pytest.mark.parametrize("axes", [(1, -1), (2, -1), (1, 2)])
+def test_rotary_with_positions_and_axes_matches_keras_hub(rng, axes):
+    keras_hub = pytest.importorskip("keras_hub")
+    sequence_axis, feature_axis = axes
+    inputs = rng.normal(size=(2, 6, 4, 8)).astype("float32")
+    if feature_axis == 2:
+        inputs = np.swapaxes(inputs, 2, 3)  # [B, T, d, H]
+    length = inputs.shape[sequence_axis]
+    positions = rng.integers(0, 40, size=(2, length))
+    ours = RotaryEmbedding(max_wavelength=500.0, scaling_factor=2.0,
+                           sequence_axis=sequence_axis, feature_axis=feature_axis)
+    theirs = keras_hub.layers.RotaryEmbedding(max_wavelength=500, scaling_factor=2.0,
+                                              sequence_axis=sequence_axis,
+                                              feature_axis=feature_axis)
+    for kwargs in ({}, {"start_index": 5}, {"positions": positions}):
+        np.testing.assert_allclose(ours(inputs, **kwargs), theirs(inputs, **kwargs), atol=1e-4)
+
+
+def test_positions_of_a_bad_rank_are_named():
+    with pytest.raises(ValueError, match="positions"):
+        SinusoidalPositionEncoding()(np.zeros((1, 3, 4), "float32"),
+                                     positions=np.zeros((1, 1, 3), "int32"))

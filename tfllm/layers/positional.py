@@ -1,7 +1,11 @@
 """Position encodings: sinusoidal (fixed), learned, and rotary.
 
 Every layer here takes a `start_index` so that a decoder can continue a
-sequence: the first position of `inputs` is position `start_index`, not 0.
+sequence: the first position of `inputs` is position `start_index`, not 0. Each
+also takes explicit `positions` (`[T]` or `[B, T]`), as KerasHub's
+`PositionEmbedding`, `SinePositionEncoding` and `RotaryEmbedding` do, for
+sequences whose tokens do not sit at consecutive positions (packed or
+left-padded batches).
 """
 
 import math
@@ -13,10 +17,18 @@ from tfllm.layers.initializers import clone_initializer
 from tfllm.layers.validation import check_positive_int
 
 
-def _positions(sequence_length, start_index, dtype="float32"):
-    """`[T]` positions `start_index, ..., start_index + T - 1`."""
-    positions = ops.arange(sequence_length, dtype="int32")
-    positions = positions + ops.cast(start_index, "int32")
+def _positions(sequence_length, start_index, dtype="float32", positions=None):
+    """`[1, T]` positions `start_index, ..., start_index + T - 1`, or the given
+    `positions` (`[T]` or `[B, T]`) as `[1 or B, T]`."""
+    if positions is None:
+        positions = ops.arange(sequence_length, dtype="int32")
+        positions = positions + ops.cast(start_index, "int32")
+    positions = ops.convert_to_tensor(positions)
+    if len(positions.shape) == 1:
+        positions = positions[None, :]
+    if len(positions.shape) != 2:
+        raise ValueError(
+            f"`positions` must have shape [T] or [B, T]; got shape {tuple(positions.shape)}.")
     return ops.cast(positions, dtype)
 
 
@@ -40,6 +52,8 @@ class SinusoidalPositionEncoding(keras.layers.Layer):
             `D` must be even.
         start_index: int or scalar tensor, the position of `inputs[:, 0]`.
             Defaults to `0`.
+        positions: optional `[T]` or `[B, T]` positions of the tokens (instead
+            of `start_index, start_index + 1, ...`).
 
     Returns:
         `[B, T, D]` encodings in the layer's compute dtype.
@@ -70,17 +84,17 @@ class SinusoidalPositionEncoding(keras.layers.Layer):
             )
         super().build(input_shape)
 
-    def call(self, inputs, start_index=0):
+    def call(self, inputs, start_index=0, positions=None):
         shape = ops.shape(inputs)
         sequence_length, hidden_dim = shape[-2], inputs.shape[-1]
-        positions = _positions(sequence_length, start_index)
+        positions = _positions(sequence_length, start_index, positions=positions)
         # Frequencies 1 / max_wavelength ** (2i / D) for i = 0 .. D/2 - 1.
         exponents = ops.arange(hidden_dim // 2, dtype="float32") * (2.0 / hidden_dim)
         frequencies = ops.exp(-math.log(self.max_wavelength) * exponents)
-        angles = positions[:, None] * frequencies[None, :]  # [T, D/2]
+        angles = positions[:, :, None] * frequencies  # [1 or B, T, D/2]
         # Interleave: sin in even channels, cos in odd channels.
         encoding = ops.stack([ops.sin(angles), ops.cos(angles)], axis=-1)
-        encoding = ops.reshape(encoding, (sequence_length, hidden_dim))
+        encoding = ops.reshape(encoding, (-1, sequence_length, hidden_dim))
         encoding = ops.cast(encoding, self.compute_dtype)
         return ops.broadcast_to(encoding, shape)
 
@@ -111,6 +125,9 @@ class PositionEmbedding(keras.layers.Layer):
         inputs: `[B, T, D]` embeddings; only their shape is used.
         start_index: int or scalar tensor, the position of `inputs[:, 0]`.
             `start_index + T` must not exceed `max_length`.
+        positions: optional `[T]` or `[B, T]` integer positions of the tokens
+            (instead of `start_index, start_index + 1, ...`), each below
+            `max_length`.
 
     Returns:
         `[B, T, D]` position embeddings.
@@ -136,9 +153,13 @@ class PositionEmbedding(keras.layers.Layer):
         )
         super().build(input_shape)
 
-    def call(self, inputs, start_index=0):
+    def call(self, inputs, start_index=0, positions=None):
         shape = ops.shape(inputs)
         sequence_length = shape[-2]
+        if positions is not None:
+            positions = ops.cast(_positions(sequence_length, 0, "int32", positions), "int32")
+            embeddings = ops.take(self.embeddings, positions, axis=0)  # [1 or B, T, D]
+            return ops.broadcast_to(ops.cast(embeddings, self.compute_dtype), shape)
         if isinstance(sequence_length, int) and isinstance(start_index, int):
             if start_index + sequence_length > self.max_length:
                 raise ValueError(
@@ -180,11 +201,17 @@ class RotaryEmbedding(keras.layers.Layer):
         max_wavelength: float, the longest wavelength. Defaults to `10000`.
         scaling_factor: float, divides positions (linear position
             interpolation for longer contexts). Defaults to `1.0`.
+        sequence_axis: int, the axis of positions in `inputs` (KerasHub's
+            argument). Defaults to `1`.
+        feature_axis: int, the axis of the rotated features. Defaults to `-1`.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Call arguments:
-        inputs: `[B, T, d]` or `[B, T, H, d]` tensor; `d` must be even.
+        inputs: `[B, T, d]` or `[B, T, H, d]` tensor (positions along
+            `sequence_axis`, features along `feature_axis`); `d` must be even.
         start_index: int or scalar tensor, the position of `inputs[:, 0]`.
+        positions: optional `[T]` or `[B, T]` positions of the tokens (instead
+            of `start_index, start_index + 1, ...`).
 
     Returns:
         The rotated tensor, same shape and dtype as `inputs`.
@@ -199,7 +226,8 @@ class RotaryEmbedding(keras.layers.Layer):
         Embedding", 2021.
     """
 
-    def __init__(self, max_wavelength=10000.0, scaling_factor=1.0, **kwargs):
+    def __init__(self, max_wavelength=10000.0, scaling_factor=1.0, sequence_axis=1,
+                 feature_axis=-1, **kwargs):
         super().__init__(**kwargs)
         if not max_wavelength > 1:
             raise ValueError(
@@ -211,31 +239,52 @@ class RotaryEmbedding(keras.layers.Layer):
             )
         self.max_wavelength = float(max_wavelength)
         self.scaling_factor = float(scaling_factor)
+        self.sequence_axis = int(sequence_axis)
+        self.feature_axis = int(feature_axis)
+
+    def _axes(self, rank):
+        sequence_axis, feature_axis = self.sequence_axis % rank, self.feature_axis % rank
+        if sequence_axis == feature_axis or sequence_axis == 0 or not (
+                -rank <= self.sequence_axis < rank and -rank <= self.feature_axis < rank):
+            raise ValueError(
+                f"`sequence_axis` ({self.sequence_axis}) and `feature_axis` "
+                f"({self.feature_axis}) must be different axes of the rank-{rank} inputs, "
+                "neither of them the batch axis.")
+        return sequence_axis, feature_axis
 
     def build(self, input_shape):
-        if input_shape[-1] is not None and input_shape[-1] % 2:
+        _, feature_axis = self._axes(len(input_shape))
+        if input_shape[feature_axis] is not None and input_shape[feature_axis] % 2:
             raise ValueError(
                 "RotaryEmbedding needs an even feature size, got inputs with "
-                f"last dimension {input_shape[-1]}."
+                f"{input_shape[feature_axis]} features."
             )
         super().build(input_shape)
 
-    def call(self, inputs, start_index=0):
+    def call(self, inputs, start_index=0, positions=None):
+        sequence_axis, feature_axis = self._axes(len(inputs.shape))
+        moved = (sequence_axis, feature_axis) != (1, len(inputs.shape) - 1)
+        if moved:
+            inputs = ops.moveaxis(inputs, (sequence_axis, feature_axis), (1, -1))
         rotary_dim = inputs.shape[-1]
         sequence_length = ops.shape(inputs)[1]
-        positions = _positions(sequence_length, start_index) / self.scaling_factor
+        positions = _positions(sequence_length, start_index, positions=positions)
+        positions = positions / self.scaling_factor
         exponents = ops.arange(rotary_dim // 2, dtype="float32") * (2.0 / rotary_dim)
         frequencies = ops.exp(-math.log(self.max_wavelength) * exponents)
-        angles = positions[:, None] * frequencies[None, :]  # [T, d/2]
-        angles = ops.concatenate([angles, angles], axis=-1)  # [T, d]
-        # Broadcast over batch and, for [B, T, H, d] inputs, over heads.
-        if len(inputs.shape) == 4:
-            angles = angles[:, None, :]
+        angles = positions[:, :, None] * frequencies  # [1 or B, T, d/2]
+        angles = ops.concatenate([angles, angles], axis=-1)  # [1 or B, T, d]
+        # Broadcast over the axes between positions and features (heads).
+        for _ in range(len(inputs.shape) - 3):
+            angles = ops.expand_dims(angles, -2)
         cos = ops.cast(ops.cos(angles), inputs.dtype)
         sin = ops.cast(ops.sin(angles), inputs.dtype)
         first_half, second_half = ops.split(inputs, 2, axis=-1)
         rotated_half = ops.concatenate([-second_half, first_half], axis=-1)
-        return inputs * cos + rotated_half * sin
+        outputs = inputs * cos + rotated_half * sin
+        if moved:
+            outputs = ops.moveaxis(outputs, (1, -1), (sequence_axis, feature_axis))
+        return outputs
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -246,6 +295,8 @@ class RotaryEmbedding(keras.layers.Layer):
             {
                 "max_wavelength": self.max_wavelength,
                 "scaling_factor": self.scaling_factor,
+                "sequence_axis": self.sequence_axis,
+                "feature_axis": self.feature_axis,
             }
         )
         return config
