@@ -167,6 +167,9 @@ def test_other_settings_do_not_resume_a_run(tmp_path, corpus):
     (["generate", "run", "--top-p", "1.5"], "argument --top-p: expected a number in (0, 1]"),
     (["export", "no/such/run"], "no/such/run is not a run directory"),
     (["export", "run", "--version", "0"], "argument --version: expected a positive integer"),
+    (["train", "--lora-rank", "4", "--size", "tiny"], "--lora-rank adapts a trained model"),
+    (["train", "--lora-rank", "0"], "argument --lora-rank: expected a positive integer"),
+    (["train", "--init-from", "no/such/run"], "no/such/run is not a tfllm run directory"),
 ])
 def test_bad_options_fail_with_one_clear_line(tmp_path, arguments, message):
     environment = {key: value for key, value in _environment().items() if key != "TF_CONFIG"}
@@ -236,3 +239,66 @@ def test_bert_pretraining_fine_tuning_and_export_from_the_command_line(tmp_path,
     assert result.returncode == 0, result.stderr[-3000:]
     assert "signatures: serving_default" in result.stdout and "tensorflow_text" in result.stdout
     assert (tmp_path / "saved" / "classifier" / "1" / "saved_model.pb").is_file()
+
+
+# Runs in a separate process: TensorFlow only (no tfllm), the export's logits signature.
+EXPORT_LOGITS = """
+import json, sys
+import tensorflow as tf
+served = tf.saved_model.load(sys.argv[1])
+logits = served.signatures["logits"](token_ids=tf.constant(json.loads(sys.argv[2]), tf.int32))
+print(json.dumps({"logits": logits["logits"].numpy().tolist(),
+                  "tfllm": any(name.startswith("tfllm") for name in sys.modules)}))
+"""
+
+
+@pytest.mark.slow
+def test_lora_fine_tuning_from_a_finished_run_saves_and_exports_merged(tmp_path, corpus):
+    import keras
+    import numpy as np
+
+    import tfllm.models  # noqa: F401  (registers the classes for loading)
+    import tfllm.training  # noqa: F401  (and the learning-rate schedule)
+
+    base = tmp_path / "base"
+    result = _run(_train_arguments(corpus, base), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    other = tmp_path / "other.txt"
+    other.write_text("rough winds do shake the darling buds of may\n" * 80, encoding="utf-8")
+    lora = tmp_path / "lora"
+    result = _run(["train", "--init-from", str(base), "--lora-rank", "2", "--corpus", str(other),
+                   "--size", "tiny", "--run-dir", str(lora), "--steps", "10",
+                   "--steps-per-epoch", "5", "--learning-rate", "0.01", "--prompt", "rough ",
+                   "--sample-length", "10", "--quiet"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rank-2 LoRA adapters" in result.stdout
+    assert "characters of the corpus are not in the vocabulary" in result.stdout
+    config = json.loads((lora / "config.json").read_text())
+    assert config["lora_rank"] == 2 and config["init_from"] == str(base.resolve())
+    assert (lora / "checkpoints" / "step-00000010" / "lora.npz").is_file()
+
+    # The saved model is a plain GPT, the adapters merged: only the query and value
+    # kernels differ from the run it started from.
+    before = keras.saving.load_model(base / "model.keras")
+    after = keras.saving.load_model(lora / "model.keras")
+    assert not after.lora_layers and len(after.trainable_variables) == len(after.weights)
+    changed = {mine.path.split("/", 1)[1] for mine, theirs in zip(after.weights, before.weights)
+               if not np.array_equal(np.asarray(mine), np.asarray(theirs))}
+    assert changed == {f"block_0/attention/{name}/kernel" for name in ("query", "value")}
+
+    exported = _run(["export", str(lora), "--output", str(tmp_path / "saved"),
+                     "--max-new-tokens", "8"], cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    token_ids = [[5, 6, 7, 8], [9, 10, 0, 0]]
+    script = tmp_path / "logits.py"
+    script.write_text(EXPORT_LOGITS, encoding="utf-8")
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    served = subprocess.run([sys.executable, str(script), str(tmp_path / "saved" / "lora" / "1"),
+                             json.dumps(token_ids)], capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path, env=environment)
+    assert served.returncode == 0, served.stderr[-3000:]
+    answer = json.loads(served.stdout.strip().splitlines()[-1])
+    assert not answer["tfllm"]
+    expected = [np.asarray(after(np.array([row[:length]], "int32")))[0, -1]
+                for row, length in zip(token_ids, (4, 2))]
+    np.testing.assert_allclose(answer["logits"], expected, atol=1e-4)

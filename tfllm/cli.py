@@ -4,6 +4,7 @@
     tfllm train --model lstm --corpus my_texts/ --steps 500 --run-dir runs/mine
     tfllm train --model bert --size quick                # masked-LM pre-training
     tfllm train --model classifier --size quick          # genre fine-tuning + baselines
+    tfllm train --init-from runs/gpt-quick --lora-rank 8 --corpus my.txt   # LoRA fine-tuning
     tfllm generate runs/gpt-quick --prompt "ROMEO:" --max-new-tokens 300 --stream
     tfllm export runs/gpt-quick                          # saved_models/gpt-quick/1/
 
@@ -86,8 +87,8 @@ def build_parser():
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     what = train.add_argument_group("model")
-    what.add_argument("--model", choices=sorted(PRESETS), default="gpt",
-                      help="the kind of model")
+    what.add_argument("--model", choices=sorted(PRESETS),
+                      help="the kind of model (default: gpt, or the kind of --init-from)")
     what.add_argument("--size", choices=sizes, default="quick",
                       help="a preset of model and training settings: tiny (seconds), quick "
                            "(minutes), default (10-20 minutes on 2 CPU cores)")
@@ -106,6 +107,13 @@ def build_parser():
     data.add_argument("--pretrained",
                       help="classifier: the bert pre-training run to start from "
                            "(default: runs/bert-SIZE)")
+    data.add_argument("--init-from", metavar="RUN",
+                      help="gpt / lstm: fine-tune the finished model of this run (its "
+                           "settings and vocabulary) on --corpus")
+    data.add_argument("--lora-rank", type=_positive_int,
+                      help="with --init-from (gpt): train only rank-R LoRA adapters of the "
+                           "attention's query and value projections; the saved model has "
+                           "them merged")
     data.add_argument("--no-baselines", action="store_true",
                       help="classifier: skip the majority, bag-of-words and "
                            "no-pre-training baselines")
@@ -194,6 +202,40 @@ def build_parser():
     return parser
 
 
+def _resolve_model_kind(args):
+    """`args.model` from the options: gpt unless --init-from says otherwise; checks the
+    fine-tuning options (`--lora-rank` needs `--init-from`, which needs a gpt / lstm)."""
+    if args.lora_rank is not None and not args.init_from:
+        raise ValueError("--lora-rank adapts a trained model: give the run to start from "
+                         "with --init-from RUN")
+    if not args.init_from:
+        args.model = args.model or "gpt"
+        return
+    import json
+    from pathlib import Path
+
+    try:
+        saved = json.loads((Path(args.init_from) / "config.json").read_text(encoding="utf-8"))
+        kind = {"GPT": "gpt", "LSTMLanguageModel": "lstm"}.get(saved["model_class"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise FileNotFoundError(f"--init-from {args.init_from} is not a tfllm run directory "
+                                "(no readable config.json)") from None
+    if kind is None:
+        raise ValueError(f"--init-from takes a gpt or lstm run; {args.init_from} holds a "
+                         f"{saved['model_class']} (classifier: use --pretrained)")
+    if args.model not in (None, kind):
+        raise ValueError(f"--init-from {args.init_from} holds a {kind} model, not --model "
+                         f"{args.model}")
+    args.model = kind
+    if args.lora_rank is not None and kind != "gpt":
+        raise ValueError("--lora-rank adapts attention projections; an lstm has none")
+    for option in ("layers", "heads", "width", "dropout", "position_encoding"):
+        if getattr(args, option) is not None:
+            raise ValueError(f"--{option.replace('_', '-')} does not apply with --init-from: "
+                             "the model's settings come from that run")
+    args.model_max_length = saved.get("model", {}).get("max_length")
+
+
 def _training_settings(args):
     """(model kind, model settings, TrainingConfig keyword arguments) from the options."""
     from tfllm.presets import preset
@@ -225,7 +267,13 @@ def _training_settings(args):
         value = getattr(args, option)
         if value is not None:
             training[name] = value
-    if args.model in ("gpt", "bert"):
+    if getattr(args, "model_max_length", None):
+        # Fine-tuning: the windows must fit the model being fine-tuned.
+        if args.sequence_length is not None and args.sequence_length > args.model_max_length:
+            raise ValueError(f"--sequence-length {args.sequence_length} is longer than the "
+                             f"max_length ({args.model_max_length}) of --init-from's model")
+        training["sequence_length"] = min(training["sequence_length"], args.model_max_length)
+    elif args.model in ("gpt", "bert"):
         # The position table must hold a whole training window.
         model_settings["max_length"] = max(model_settings["max_length"],
                                            training["sequence_length"])
@@ -244,9 +292,16 @@ def _train(args):
     from tfllm.models import build_model
     from tfllm.training.language_model import TrainingConfig, train_and_evaluate
 
+    _resolve_model_kind(args)
     model_settings, training = _training_settings(args)
     config = TrainingConfig(**training)
     run_dir = args.run_dir or os.path.join("runs", f"{args.model}-{args.size}")
+    if args.init_from:
+        run_dir = args.run_dir or (args.init_from.rstrip("/\\")
+                                   + ("-lora" if args.lora_rank else "-finetuned"))
+        if os.path.abspath(run_dir) == os.path.abspath(args.init_from):
+            raise ValueError("--run-dir must differ from --init-from: fine-tuning never "
+                             "writes into the run it starts from")
     verbose = 0 if args.quiet else 1
     if args.model == "bert":
         from tfllm.data import bundled_genre_split
@@ -273,10 +328,27 @@ def _train(args):
         return 0
     corpus = load_corpus(args.corpus)
     print(corpus.describe())
-    tokenizer = CharacterTokenizer.from_texts(corpus.texts("train"))
+    run_config = None
+    if args.init_from:
+        from tfllm.training.runs import fine_tuning_start
+
+        create_model, tokenizer, _ = fine_tuning_start(args.init_from, args.lora_rank)
+        unknown = set("".join(corpus.texts("train"))) - set(tokenizer.vocabulary)
+        if unknown:
+            print(f"{len(unknown)} characters of the corpus are not in the vocabulary of "
+                  f"{args.init_from}; they read as the unknown token.")
+        run_config = {"init_from": os.path.abspath(args.init_from),
+                      "lora_rank": args.lora_rank}
+        print(f"Fine-tuning {args.init_from}"
+              + (f" with rank-{args.lora_rank} LoRA adapters." if args.lora_rank else "."))
+    else:
+        tokenizer = CharacterTokenizer.from_texts(corpus.texts("train"))
+
+        def create_model():
+            return build_model(args.model, tokenizer.vocabulary_size, **model_settings)
     print(f"Precision: {config.precision}.")
     train_and_evaluate(
-        lambda: build_model(args.model, tokenizer.vocabulary_size, **model_settings),
+        create_model,
         corpus,
         tokenizer,
         config,
@@ -287,6 +359,7 @@ def _train(args):
         sample_length=args.sample_length,
         temperature=args.temperature,
         verbose=verbose,
+        run_config=run_config,
     )
     return 0
 

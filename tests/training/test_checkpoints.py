@@ -113,3 +113,42 @@ def test_keep_best_weights_puts_back_the_best_epoch():
         np.testing.assert_array_equal(kept, expected)
     with pytest.raises(ValueError, match="mode"):
         KeepBestWeights(mode="up")
+
+
+def _lora_model(config, rng=None, steps=0):
+    model = GPT(**config)
+    model.build((None, None))
+    model.enable_lora(2)
+    compile_language_model(model, CONFIG)
+    if steps:
+        ids = rng.integers(1, config["vocabulary_size"], size=(4 * steps, 9))
+        model.fit(ids[:, :-1], ids[:, 1:], batch_size=4, epochs=1, verbose=0, shuffle=False)
+    return model
+
+
+def test_a_lora_checkpoint_resumes_its_adapters_and_keeps_learning(tmp_path, rng,
+                                                                    tiny_gpt_config):
+    """Keras loads an adapted layer's kernel merged and its adapters as zeros (where they
+    get no gradient); the checkpoint puts the frozen kernel and both adapters back."""
+    trained = _lora_model(tiny_gpt_config, rng, steps=3)
+    path = save_checkpoint(tmp_path, trained, step=2, epoch=1)
+    keras.utils.set_random_seed(99)  # other adapter draws than the trained model's
+    restored = _lora_model(tiny_gpt_config)
+    restore_checkpoint(path, restored)
+    for mine, theirs in zip(restored.weights, trained.weights):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy(), err_msg=mine.path)
+    before = [np.asarray(layer.lora_kernel_b) for layer in restored.lora_layers]
+    ids = rng.integers(1, tiny_gpt_config["vocabulary_size"], size=(8, 9))
+    restored.fit(ids[:, :-1], ids[:, 1:], batch_size=4, epochs=1, verbose=0)
+    assert all(not np.array_equal(np.asarray(layer.lora_kernel_b), value)
+               for layer, value in zip(restored.lora_layers, before))
+
+
+def test_a_lora_checkpoint_does_not_load_into_a_model_without_adapters(tmp_path, rng,
+                                                                        tiny_gpt_config):
+    path = save_checkpoint(tmp_path, _lora_model(tiny_gpt_config, rng, steps=1), step=2,
+                           epoch=1)
+    with pytest.raises(CheckpointError, match="LoRA"):
+        restore_checkpoint(path, _fresh(tiny_gpt_config))
+    # A checkpoint's model (for generation) is the plain model, adapters merged.
+    assert not load_checkpoint_model(path).lora_layers

@@ -1,20 +1,156 @@
 """The base classes of tfllm's models: the `fit` fixes every model needs, and the language
 models' inputs, compile defaults and decoding."""
 
+import warnings
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tfllm import generation
 from tfllm.layers.embedding import check_token_ids
+from tfllm.layers.validation import check_positive_int
+
+#: The layers `enable_lora` adapts by default: the attention's query and value
+#: projections (as KerasHub's `Backbone.enable_lora` and the LoRA paper do).
+DEFAULT_LORA_LAYER_NAMES = ("query", "value")
 
 
 class TrainableModel(keras.Model):
     """The base of every tfllm model: `keras.Model` plus what `fit` needs to work everywhere.
 
-    It holds the Keras 3 multi-worker fixes (below) and a default SavedModel signature
-    that takes int32 token ids.
+    It holds the Keras 3 multi-worker fixes (below), a default SavedModel signature
+    that takes int32 token ids, LoRA (`enable_lora`) and int8 weights (`quantize`)
+    through Keras's own `EinsumDense` / `Dense` support, and a config that remembers
+    which layers were quantized, so that a quantized model saves and loads.
     """
+
+    def enable_lora(self, rank, target_layer_names=None):
+        """Freezes the model and adds rank-`rank` LoRA adapters to some projections.
+
+        Each target layer (a Keras `EinsumDense` or `Dense`: by default the attention's
+        `query` and `value` projections, as KerasHub's `Backbone.enable_lora` chooses)
+        keeps its kernel frozen and learns `kernel + (A @ B) * alpha / rank` through
+        Keras's `enable_lora`; its bias is frozen too. Every other weight is frozen,
+        except those of `lora_trainable_layers()` (a classifier's new output layer).
+        Compile the model after this call. Saving merges the adapters into the kernels
+        (`.keras`, `.weights.h5`): a saved LoRA model reloads as a plain model.
+
+        Args:
+            rank: int > 0, the rank of the adapters.
+            target_layer_names: names of the layers to adapt; default
+                `("query", "value")`.
+
+        Returns:
+            The adapted layers.
+
+        Raises:
+            ValueError: `rank` is not a positive integer, the model was never built,
+                LoRA is enabled already, or no layer has one of the names.
+        """
+        rank = check_positive_int("rank", rank)
+        if not self.built:
+            raise ValueError(
+                f"This {type(self).__name__} was never built, so it has no weights to "
+                "adapt: call it on a batch or `model.build((None, None))` before "
+                "`enable_lora`.")
+        names = tuple(target_layer_names or DEFAULT_LORA_LAYER_NAMES)
+        layers = [layer for layer in self._flatten_layers(include_self=False)
+                  if layer.name in names and hasattr(layer, "enable_lora")]
+        if not layers:
+            raise ValueError(
+                f"No layer of this {type(self).__name__} named {', '.join(names)} can take "
+                "LoRA adapters (Keras EinsumDense or Dense layers).")
+        if any(getattr(layer, "lora_enabled", False) for layer in layers):
+            raise ValueError("LoRA is enabled on this model already.")
+        self.trainable = True
+        for layer in self._flatten_layers(include_self=False):
+            layer.trainable = False
+        for variable in self._trainable_variables:  # the model's own, e.g. an output bias
+            variable.trainable = False
+        for layer in self.lora_trainable_layers():
+            layer.trainable = True
+        for layer in layers:
+            layer.trainable = True  # before `enable_lora`, which then freezes the kernel
+            layer.enable_lora(rank)
+            if layer.bias is not None:
+                layer.bias.trainable = False
+        self._forget_compiled_functions()
+        return layers
+
+    def merge_lora(self):
+        """A copy of this model with the LoRA adapters merged into their kernels.
+
+        The copy is a plain model of the same class and config (no adapters, nothing
+        frozen, not compiled) that computes what this one computes: what `save_run`
+        stores and `tfllm export` serves. Without adapters it is simply a copy.
+        """
+        if not self.built:
+            raise ValueError(f"This {type(self).__name__} was never built.")
+        if any(layer.quantization_mode for layer in self.lora_layers):
+            raise ValueError("Merge the LoRA adapters before quantizing the model.")
+        copy = type(self).from_config(self.get_config())
+        copy.build((None, None))
+        layers = list(self._flatten_layers(include_self=False))
+        copies = list(copy._flatten_layers(include_self=False))
+        if [layer.path for layer in layers] != [layer.path for layer in copies]:
+            raise RuntimeError("The model's copy does not have the model's layers.")
+        for layer, twin in zip(layers, copies):
+            own = layer._trainable_variables + layer._non_trainable_variables
+            if getattr(layer, "lora_enabled", False):
+                own = [layer.kernel if variable is layer._kernel else variable
+                       for variable in own if variable.path not in (
+                           layer.lora_kernel_a.path, layer.lora_kernel_b.path)]
+            targets = twin._trainable_variables + twin._non_trainable_variables
+            for target, value in zip(targets, own, strict=True):
+                target.assign(value)
+        return copy
+
+    def lora_trainable_layers(self):
+        """Layers that `enable_lora` leaves trainable (a task's new head); none here."""
+        return []
+
+    @property
+    def lora_layers(self):
+        """The layers that carry LoRA adapters (empty unless `enable_lora` ran)."""
+        return [layer for layer in self._flatten_layers(include_self=False)
+                if getattr(layer, "lora_enabled", False)]
+
+    def quantize(self, mode=None, config=None, filters=None, **kwargs):
+        """Keras's `Model.quantize` (e.g. `model.quantize("int8")`) over the layers that
+        support it: the attention projections and the feed-forward layers.
+
+        Embedding tables, the tied output head and the normalisations stay in their
+        float dtype. Without `filters` the layers Keras cannot quantize are skipped
+        quietly instead of with one warning each. Compiled decoding functions are
+        rebuilt, and `get_config` records the quantized layers so that the model saves
+        to and loads from `.keras` files.
+        """
+        # (Keras's wrapper of this method refuses a model that was never built.)
+        if filters is None:
+            filters = _has_quantize
+        with warnings.catch_warnings():
+            # Emitted inside Keras's int8 quantizer under NumPy 2; harmless.
+            warnings.filterwarnings("ignore", message=".*__array__ implementation.*")
+            super().quantize(mode, config=config, filters=filters, **kwargs)
+        self._forget_compiled_functions()
+
+    def get_config(self):
+        config = super().get_config()
+        # As KerasHub's Backbone: a DTypePolicyMap of the quantized layers' policies,
+        # which the layers (built with `dtype=self.dtype_policy`) look their paths up in.
+        policy_map = keras.dtype_policies.DTypePolicyMap(default_policy=self.dtype_policy)
+        for layer in self._flatten_layers(include_self=False):
+            if layer.quantization_mode is not None:
+                policy_map[layer.path] = layer.dtype_policy
+        if len(policy_map) and not isinstance(self.dtype_policy,
+                                              keras.dtype_policies.DTypePolicyMap):
+            config["dtype"] = keras.dtype_policies.serialize(policy_map)
+        return config
+
+    def _forget_compiled_functions(self):
+        """Drops kept `tf.function`s: they captured the variables the model had."""
+        self.__dict__.pop("_compiled_functions", None)
 
     @property
     def _default_save_signature(self):
@@ -278,6 +414,11 @@ class LanguageModel(TrainableModel):
             cache[name] = tf.function(function, input_signature=input_signature,
                                       jit_compile=jit_compile)
         return cache[name]
+
+
+def _has_quantize(layer):
+    """Whether `layer`'s class implements Keras's `quantize` (Dense, EinsumDense, ...)."""
+    return type(layer).quantize is not keras.layers.Layer.quantize
 
 
 def _keras_reduces_across_workers(strategy):

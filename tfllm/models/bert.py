@@ -429,6 +429,10 @@ class BertClassifier(_EncoderModel):
             input_shape = input_shape["token_ids"]
         return (input_shape[0], self.num_classes)
 
+    def lora_trainable_layers(self):
+        """Under LoRA the new output layer trains in full (it starts from random weights)."""
+        return [self.output_dense]
+
     def compile(self, optimizer="adamw", loss=None, **kwargs):
         """`keras.Model.compile` with cross-entropy on the logits as the default loss."""
         if loss is None:

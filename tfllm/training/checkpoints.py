@@ -6,7 +6,11 @@ A checkpoint is a folder `checkpoints/step-00000300/` holding
   (Keras saves the compiled optimizer's variables with the model, among
   them `iterations`, which drives the learning-rate schedule);
 - `state.json`: the global step, the epoch, the position in the training
-  data (batches consumed) and the model's config.
+  data (batches consumed) and the model's config;
+- `lora.npz` for a model with LoRA adapters: each adapted layer's frozen kernel
+  and its two adapter matrices. Keras saves such a layer's kernel with the
+  adapters merged in and zeroes the adapters when it loads one, which would
+  leave both at zero, where they get no gradient: training would stop learning.
 
 It is written under a temporary name and renamed into place, so a
 checkpoint folder without the `.tmp` suffix is complete: a process killed
@@ -27,10 +31,12 @@ from pathlib import Path
 
 import h5py
 import keras
+import numpy as np
 import tensorflow as tf
 
 WEIGHTS_FILE = "weights.weights.h5"
 STATE_FILE = "state.json"
+LORA_FILE = "lora.npz"
 _CHECKPOINT_NAME = re.compile(r"^step-(\d{8})$")
 
 
@@ -100,6 +106,11 @@ def save_checkpoint(directory, model, step, epoch, keep=3):
         temporary = Path(tempfile.mkdtemp(prefix="tfllm-checkpoint-"))
     temporary.mkdir(parents=True, exist_ok=True)
     model.save_weights(temporary / WEIGHTS_FILE)
+    lora_layers = _lora_layers(model)
+    if lora_layers:
+        np.savez(temporary / LORA_FILE, *[
+            keras.ops.convert_to_numpy(variable) for layer in lora_layers
+            for variable in (layer._kernel, layer.lora_kernel_a, layer.lora_kernel_b)])
     state = {
         "step": int(step),
         "epoch": int(epoch),
@@ -112,6 +123,7 @@ def save_checkpoint(directory, model, step, epoch, keep=3):
         ),
         "model_class": type(model).__name__,
         "model_config": _comparable(model.get_config()),
+        "lora_layers": _relative_paths(lora_layers),
     }
     (temporary / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
     if not chief:
@@ -160,6 +172,7 @@ def restore_checkpoint(path, model):
         model.optimizer.build(model.trainable_variables)
     try:
         model.load_weights(weights)
+        _restore_lora(path, model)
     except (ValueError, KeyError, OSError) as error:
         raise CheckpointError(f"checkpoint {path} could not be loaded: {error}") from None
     expected = state.get("optimizer_iterations", step)
@@ -173,11 +186,41 @@ def restore_checkpoint(path, model):
     return state
 
 
+def _lora_layers(model):
+    return list(getattr(model, "lora_layers", []))
+
+
+def _relative_paths(layers):
+    """Layer paths without the model's own name (which Keras numbers per session)."""
+    return [layer.path.split("/", 1)[-1] for layer in layers]
+
+
+def _restore_lora(path, model):
+    """Puts back the adapted layers' frozen kernels and adapters (see the module doc)."""
+    lora_layers = _lora_layers(model)
+    if not lora_layers:
+        return
+    with np.load(path / LORA_FILE) as saved:
+        values = [saved[f"arr_{index}"] for index in range(len(saved.files))]
+    variables = [variable for layer in lora_layers
+                 for variable in (layer._kernel, layer.lora_kernel_a, layer.lora_kernel_b)]
+    if len(values) != len(variables):
+        raise ValueError(f"{LORA_FILE} holds {len(values)} arrays, the model's LoRA "
+                         f"layers {len(variables)}.")
+    for variable, value in zip(variables, values):
+        variable.assign(value)
+
+
 def _config_differences(state, model):
     differences = []
     if state.get("model_class") != type(model).__name__:
         differences.append(f"it holds a {state.get('model_class')}, not a {type(model).__name__}")
         return differences
+    saved_lora = state.get("lora_layers", [])
+    current_lora = _relative_paths(_lora_layers(model))
+    if saved_lora != current_lora:
+        differences.append(f"LoRA layers: saved {saved_lora or 'none'}, now "
+                           f"{current_lora or 'none'}")
     saved = state.get("model_config", {})
     current = _comparable(model.get_config())
     for key in sorted(set(saved) | set(current)):

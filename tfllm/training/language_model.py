@@ -327,6 +327,7 @@ def train_and_evaluate(
     temperature=0.8,
     print_function=print,
     verbose=1,
+    run_config=None,
 ):
     """The whole job: train on `corpus.train`, score the held-out documents, sample, save.
 
@@ -358,6 +359,8 @@ def train_and_evaluate(
         temperature: sampling temperature of the samples.
         print_function: where progress lines go.
         verbose: Keras progress output (1: a progress bar with loss and ETA).
+        run_config: more entries for the run's `config.json` (e.g. where a
+            fine-tuning run started from).
 
     Returns:
         A dict of figures: held-out losses, time, tokens per second, the sample.
@@ -393,7 +396,7 @@ def train_and_evaluate(
 
     outcome = fit_in_run(
         model, compile_language_model, fit, config, tokenizer, run, strategy=strategy,
-        resume=resume, tokens_per_step=tokens_per_step, sample_fn=sample,
+        resume=resume, tokens_per_step=tokens_per_step, sample_fn=sample, run_config=run_config,
         hparams_metrics=("loss", "perplexity", "val_loss", "val_perplexity",
                          "heldout_validation_loss", "heldout_test_loss"),
         print_function=print_function,

@@ -43,7 +43,8 @@ def save_run(directory, model, tokenizer, config=None, metrics=None):
 
     Args:
         directory: the run directory, e.g. `runs/gpt`.
-        model: a Keras model.
+        model: a Keras model; one with LoRA adapters is saved merged
+            (`TrainableModel.merge_lora`).
         tokenizer: a `CharacterTokenizer` or `WordPieceTokenizer`.
         config: a dict or dataclass describing the run (written as JSON).
         metrics: a dict of final figures (written as JSON).
@@ -53,6 +54,9 @@ def save_run(directory, model, tokenizer, config=None, metrics=None):
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    if getattr(model, "lora_layers", None):
+        # The finished model is a plain one, the adapters merged into its kernels.
+        model = model.merge_lora()
     # Save to a temporary name first, so an interrupted save never leaves a
     # truncated model.keras behind in place of a good one.
     temporary = directory / (MODEL_FILE + ".tmp.keras")
@@ -66,6 +70,39 @@ def save_run(directory, model, tokenizer, config=None, metrics=None):
     if metrics is not None:
         write_json(directory / METRICS_FILE, metrics)
     return directory
+
+
+def fine_tuning_start(directory, lora_rank=None):
+    """What fine-tuning a finished run starts from: `(create_model, tokenizer, config)`.
+
+    `create_model()` loads the run's `model.keras` (call it in the strategy's scope, as
+    `train_and_evaluate` does) and, with `lora_rank`, freezes it and adds LoRA adapters
+    to its attention's query and value projections (`TrainableModel.enable_lora`).
+    `config` is the run's `config.json` (its `"model"` settings among them).
+
+    Raises:
+        FileNotFoundError: `directory` is not a finished run (no model.keras).
+        ValueError: `lora_rank` is given for a model without attention.
+    """
+    directory = Path(directory)
+    if not (directory / MODEL_FILE).is_file():
+        raise FileNotFoundError(
+            f"{directory} holds no finished model ({MODEL_FILE}) to start from: finish its "
+            "training first (running its command again resumes it).")
+    tokenizer = load_tokenizer(directory / TOKENIZER_FILE)
+    config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    if lora_rank is not None and config.get("model_class") != "GPT":
+        raise ValueError(
+            f"LoRA adapts attention projections; {directory} holds a "
+            f"{config.get('model_class')}, which has none.")
+
+    def create_model():
+        model, _ = load_run(directory)
+        if lora_rank is not None:
+            model.enable_lora(lora_rank)
+        return model
+
+    return create_model, tokenizer, config
 
 
 def load_run(directory):
