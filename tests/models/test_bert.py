@@ -17,8 +17,9 @@ def _ids(rng, batch=3, length=10):
     return ids
 
 
-def test_padding_never_changes_the_outputs_at_real_positions(rng):
-    encoder = BertEncoder(**CONFIG)
+@pytest.mark.parametrize("position_encoding", ["learned", "rotary"])
+def test_padding_never_changes_the_outputs_at_real_positions(rng, position_encoding):
+    encoder = BertEncoder(**CONFIG, position_encoding=position_encoding)
     ids = _ids(rng, 1, 6)
     alone = encoder(ids).numpy()
     padded = np.concatenate([ids, np.zeros((1, 5), "int32")], axis=1)
@@ -125,7 +126,8 @@ def test_mean_pooling_ignores_padding(rng):
 
 
 @pytest.mark.parametrize("cls, kwargs", [(BertMaskedLM, {}), (BertClassifier, {"num_classes": 3}),
-                                         (BertEncoder, {})])
+                                         (BertEncoder, {}),
+                                         (BertMaskedLM, {"position_encoding": "rotary"})])
 def test_save_and_load_round_trip(cls, kwargs, rng, tmp_path):
     model = cls(**CONFIG, **kwargs)
     ids = _ids(rng)
@@ -180,3 +182,18 @@ def test_shaped_like_copies_the_settings_but_not_the_weights(rng):
     fresh(ids)
     table = source.encoder.token_embedding.embeddings.numpy()
     assert not np.allclose(fresh.encoder.token_embedding.embeddings.numpy(), table)
+
+
+def test_a_rotary_encoder_sees_relative_positions_only(rng):
+    """With rotary embeddings (no position table) a sequence's outputs do not depend on
+    where it starts: shifting every position changes nothing, reversing the words does."""
+    encoder = BertEncoder(**CONFIG, position_encoding="rotary")
+    assert encoder.position_embedding is None
+    ids = _ids(rng, 2, 8)
+    outputs = encoder(ids).numpy()
+    reversed_ids = np.concatenate([ids[:, :1], ids[:, 1:][:, ::-1]], axis=1)
+    assert not np.allclose(encoder(reversed_ids).numpy()[:, 1:][:, ::-1], outputs[:, 1:],
+                           atol=1e-3)
+    block = encoder.blocks[0]
+    x = rng.normal(size=(2, 8, 16)).astype("float32")
+    np.testing.assert_allclose(block(x, start_index=0), block(x, start_index=30), atol=1e-4)

@@ -28,7 +28,9 @@ POOLINGS = ("cls", "mean")
 INITIALIZER_STDDEV = 0.02
 #: The settings that make two encoders interchangeable (weights of one fit the other).
 ENCODER_SETTINGS = ("vocabulary_size", "max_length", "num_layers", "num_heads", "hidden_dim",
-                    "intermediate_dim", "num_segments")
+                    "intermediate_dim", "num_segments", "position_encoding")
+#: How the encoder knows positions: BERT's learned table, or rotary embeddings in attention.
+POSITION_ENCODINGS = ("learned", "rotary")
 
 
 def bert_initializer():
@@ -65,6 +67,9 @@ class BertEncoder(TrainableModel):
         activation: feed-forward activation. Defaults to `"gelu"`.
         layer_norm_epsilon: float, epsilon of the layer normalisations.
         seed: int or None, seed of the dropouts.
+        position_encoding: `"learned"` (BERT's table of `max_length` positions) or
+            `"rotary"` (RoPE: queries and keys rotated by their positions inside
+            attention, so that scores depend on relative positions).
         **kwargs: standard `keras.Model` arguments (`name`, `dtype`).
 
     Call arguments:
@@ -103,6 +108,7 @@ class BertEncoder(TrainableModel):
         activation="gelu",
         layer_norm_epsilon=1e-5,
         seed=None,
+        position_encoding="learned",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -122,6 +128,8 @@ class BertEncoder(TrainableModel):
         self.activation = activation
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.seed = seed
+        self.position_encoding = check_choice(
+            "position_encoding", position_encoding, POSITION_ENCODINGS)
 
         common = {"dtype": self.dtype_policy}
         # BERT's scheme (see the class docstring); layers clone it per weight.
@@ -130,9 +138,11 @@ class BertEncoder(TrainableModel):
             self.vocabulary_size, self.hidden_dim, embeddings_initializer=initializer,
             name="token_embedding", **common
         )
-        self.position_embedding = PositionEmbedding(
-            self.max_length, initializer=initializer, name="position_embedding", **common
-        )
+        self.position_embedding = None
+        if self.position_encoding == "learned":
+            self.position_embedding = PositionEmbedding(
+                self.max_length, initializer=initializer, name="position_embedding", **common
+            )
         self.segment_embedding = None
         if self.num_segments:
             self.segment_embedding = keras.layers.Embedding(
@@ -152,6 +162,7 @@ class BertEncoder(TrainableModel):
                 layer_norm_epsilon=self.layer_norm_epsilon,
                 normalize_first=True,
                 causal=False,
+                rotary_max_wavelength=10000.0 if self.position_encoding == "rotary" else None,
                 kernel_initializer=initializer,
                 seed=seed,
                 name=f"block_{index}",
@@ -166,7 +177,8 @@ class BertEncoder(TrainableModel):
     def build(self, input_shape=None):
         hidden_shape = (None, None, self.hidden_dim)
         self.token_embedding.build()
-        self.position_embedding.build(hidden_shape)
+        if self.position_embedding is not None:
+            self.position_embedding.build(hidden_shape)
         if self.segment_embedding is not None:
             self.segment_embedding.build((None, None))
         for block in self.blocks:
@@ -206,7 +218,8 @@ class BertEncoder(TrainableModel):
         token_ids, padding_mask, segment_ids = self.unpack_inputs(
             inputs, padding_mask, segment_ids)
         x = self.token_embedding(token_ids)
-        x = x + self.position_embedding(x)
+        if self.position_embedding is not None:
+            x = x + self.position_embedding(x)
         if self.segment_embedding is not None:
             if segment_ids is None:
                 segment_ids = ops.zeros_like(token_ids)
@@ -236,6 +249,7 @@ class BertEncoder(TrainableModel):
             "activation": self.activation,
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "seed": self.seed,
+            "position_encoding": self.position_encoding,
         })
         return config
 
@@ -248,7 +262,7 @@ def _encoder_config(config):
     """The `BertEncoder` arguments among a model's config."""
     names = ("vocabulary_size", "max_length", "num_layers", "num_heads", "hidden_dim",
              "intermediate_dim", "dropout", "num_segments", "padding_id", "activation",
-             "layer_norm_epsilon", "seed", "dtype")
+             "layer_norm_epsilon", "seed", "position_encoding", "dtype")
     return {name: config[name] for name in names if name in config}
 
 
@@ -258,14 +272,14 @@ class _EncoderModel(TrainableModel):
     def __init__(self, vocabulary_size, max_length=128, num_layers=4, num_heads=4,
                  hidden_dim=256, intermediate_dim=None, dropout=0.1, num_segments=0,
                  padding_id=0, activation="gelu", layer_norm_epsilon=1e-5, seed=None,
-                 **kwargs):
+                 position_encoding="learned", **kwargs):
         super().__init__(**kwargs)
         self.encoder = BertEncoder(
             vocabulary_size=vocabulary_size, max_length=max_length, num_layers=num_layers,
             num_heads=num_heads, hidden_dim=hidden_dim, intermediate_dim=intermediate_dim,
             dropout=dropout, num_segments=num_segments, padding_id=padding_id,
             activation=activation, layer_norm_epsilon=layer_norm_epsilon, seed=seed,
-            dtype=self.dtype_policy, name="encoder",
+            position_encoding=position_encoding, dtype=self.dtype_policy, name="encoder",
         )
 
     @property
