@@ -641,7 +641,7 @@ class MultiHeadAttention(keras.layers.Layer):
         return outputs + (cache,)
 
     def _attend_heads_first(self, query_heads, key_heads, value_heads, mask, training):
-        """Scaled queries, keys, values `[B, H, L, d]` → `(context [B, H, T, dv], probabilities)`."""
+        """Scaled queries, keys, values `[B, H, L, d]` → `(context [B, H, T, dv], probs)`."""
         # Contracting over d directly: no transposed copy of the keys (or the cache).
         scores = ops.cast(ops.einsum("bhtd,bhsd->bhts", query_heads, key_heads), "float32")
         scores = ops.where(mask, scores, _MASKED_SCORE)

@@ -21,6 +21,7 @@ from tfllm.layers.initializers import clone_initializer
 from tfllm.layers.positional import PositionEmbedding
 from tfllm.layers.transformer import TransformerBlock
 from tfllm.layers.validation import check_choice, check_rate, check_transformer_settings
+from tfllm.models import legacy
 from tfllm.models.base import TrainableModel
 
 POOLINGS = ("cls", "mean")
@@ -524,7 +525,7 @@ def _find_encoder(source):
                 )
             path = path / "model.keras"
         if path.is_file():
-            source = keras.saving.load_model(path)
+            source = legacy.load_model(path)
         else:
             raise FileNotFoundError(f"{path} is neither a model file nor a run directory.")
     if isinstance(source, BertEncoder):

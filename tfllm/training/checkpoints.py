@@ -34,6 +34,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfllm.models import legacy
+
 WEIGHTS_FILE = "weights.weights.h5"
 STATE_FILE = "state.json"
 LORA_FILE = "lora.npz"
@@ -171,7 +173,7 @@ def restore_checkpoint(path, model):
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     try:
-        model.load_weights(weights)
+        legacy.load_weights(model, weights)
         _restore_lora(path, model)
     except (ValueError, KeyError, OSError) as error:
         raise CheckpointError(f"checkpoint {path} could not be loaded: {error}") from None
@@ -273,7 +275,7 @@ def load_checkpoint_model(path):
         # The file also holds optimizer variables, which an uncompiled model skips.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model.load_weights(path / WEIGHTS_FILE)
+            legacy.load_weights(model, path / WEIGHTS_FILE)
     except (ValueError, KeyError, OSError) as error:
         raise CheckpointError(f"checkpoint {path} could not be loaded: {error}") from None
     return model

@@ -21,7 +21,6 @@ import json
 import os
 from pathlib import Path
 
-import keras
 
 from tfllm.data.wordpiece import load_tokenizer
 
@@ -120,9 +119,10 @@ def load_run(directory):
         )
     tokenizer = load_tokenizer(directory / TOKENIZER_FILE)
     import tfllm.models  # noqa: F401  (registers the model classes for loading)
+    from tfllm.models import legacy
 
     if (directory / MODEL_FILE).is_file():
-        return keras.saving.load_model(directory / MODEL_FILE), tokenizer
+        return legacy.load_model(directory / MODEL_FILE), tokenizer
     from tfllm.training.checkpoints import list_checkpoints, load_checkpoint_model
 
     checkpoints = list_checkpoints(directory / "checkpoints")
