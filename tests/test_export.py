@@ -77,17 +77,22 @@ def _load_in_fresh_process(path, tmp_path):
 
 
 @pytest.fixture(scope="module", params=[
-    "gpt", pytest.param("lstm", marks=pytest.mark.slow)])
+    "gpt", pytest.param("lstm", marks=pytest.mark.slow),
+    pytest.param("gpt_int8", marks=pytest.mark.slow)])
 def exported(request, tmp_path_factory):
+    """Every test below runs against each export: a GPT, an LSTM, and a GPT whose
+    projections were quantized to int8 (`model.quantize("int8")`) before exporting."""
     keras.utils.set_random_seed(7)
     tokenizer = CharacterTokenizer.from_texts([TEXT])
-    if request.param == "gpt":
+    if request.param.startswith("gpt"):
         model = GPT(vocabulary_size=tokenizer.vocabulary_size, max_length=MAX_LENGTH,
                     num_layers=2, num_heads=2, hidden_dim=16, position_encoding="rotary")
     else:
         model = LSTMLanguageModel(vocabulary_size=tokenizer.vocabulary_size, num_layers=2,
                                   hidden_dim=16)
     model.build((None, None))
+    if request.param == "gpt_int8":
+        model.quantize("int8")
     tmp_path = tmp_path_factory.mktemp(request.param)
     path = export_model(model, tokenizer, tmp_path / "saved_models" / "tiny",
                         max_new_tokens=NEW_TOKENS)
