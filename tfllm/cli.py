@@ -97,7 +97,8 @@ def build_parser():
     what.add_argument("--width", type=_positive_int, help="override the hidden width")
     what.add_argument("--dropout", type=_dropout, help="dropout rate in [0, 1)")
     what.add_argument("--position-encoding", choices=("learned", "sinusoidal", "rotary"),
-                      help="position encoding of the gpt (default: learned)")
+                      help="position encoding of the gpt (default: learned) or bert (learned "
+                           "or rotary; default: rotary)")
 
     data = train.add_argument_group("data")
     data.add_argument("--corpus", default="shakespeare",
@@ -252,8 +253,11 @@ def _training_settings(args):
             raise ValueError(f"{option} does not apply to --model classifier: its encoder's "
                              "settings come from the --pretrained run")
         if args.model not in ("gpt", "bert") and name == "num_heads" or (
-                args.model != "gpt" and name == "position_encoding"):
+                args.model not in ("gpt", "bert") and name == "position_encoding"):
             raise ValueError(f"{option} does not apply to --model {args.model}")
+        if args.model == "bert" and name == "position_encoding" and value == "sinusoidal":
+            raise ValueError("--position-encoding sinusoidal does not apply to --model bert "
+                             "(learned or rotary)")
         model_settings[name] = value
     if args.steps is not None:
         training["steps"] = args.steps

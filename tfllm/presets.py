@@ -52,13 +52,16 @@ PRESETS = {
     # BERT: masked-LM pre-training ("bert") and genre fine-tuning ("classifier"). The
     # classifier's encoder settings come from its pre-training run; `tokenizer` sizes the
     # WordPiece vocabulary learned for pre-training. No dropout in pre-training: these
-    # short runs under-fit (and dropout costs 25 % of a step here). The classifier pools
-    # the mean of the encoder's outputs: without next-sentence pre-training, [CLS] has
-    # learned nothing of its own.
+    # short runs under-fit (and dropout costs 25 % of a step here). Rotary positions: with
+    # BERT's learned position table the masked-LM sat on its unigram plateau (validation
+    # loss 5.8) for ~4,000 steps; with rotary embeddings it leaves it within 250 steps
+    # (5.51 at step 250, 4.73 at step 500; see the README). The classifier pools the mean
+    # of the encoder's outputs: without next-sentence pre-training, [CLS] has learned
+    # nothing of its own.
     "bert": {
         "tiny": {
             "model": {"num_layers": 1, "num_heads": 2, "hidden_dim": 32, "max_length": 32,
-                      "dropout": 0.0},
+                      "dropout": 0.0, "position_encoding": "rotary"},
             "tokenizer": {"vocabulary_size": 400},
             "training": {"steps": 20, "steps_per_epoch": 10, "batch_size": 8,
                          "sequence_length": 32, "peak_learning_rate": 3e-3, "warmup_steps": 2,
@@ -66,7 +69,7 @@ PRESETS = {
         },
         "quick": {
             "model": {"num_layers": 2, "num_heads": 4, "hidden_dim": 128, "max_length": 128,
-                      "dropout": 0.0},
+                      "dropout": 0.0, "position_encoding": "rotary"},
             "tokenizer": {"vocabulary_size": 4096},
             "training": {"steps": 600, "steps_per_epoch": 100, "batch_size": 32,
                          "sequence_length": 128, "peak_learning_rate": 2e-3,
@@ -74,7 +77,7 @@ PRESETS = {
         },
         "default": {
             "model": {"num_layers": 4, "num_heads": 4, "hidden_dim": 128, "max_length": 128,
-                      "dropout": 0.0},
+                      "dropout": 0.0, "position_encoding": "rotary"},
             "tokenizer": {"vocabulary_size": 4096},
             "training": {"steps": 3000, "steps_per_epoch": 250, "batch_size": 32,
                          "sequence_length": 128, "peak_learning_rate": 2e-3,

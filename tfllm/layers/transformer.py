@@ -145,7 +145,8 @@ class TransformerBlock(keras.layers.Layer):
         inputs: `[B, T, D]` tensor.
         padding_mask: optional `[B, T]` boolean, True for real tokens.
             Defaults to the Keras mask carried by `inputs`, if any.
-        attention_mask: optional `[B, T, T]` boolean mask.
+        attention_mask: optional boolean mask, `[B, T, T]` or any shape
+            `MultiHeadAttention` broadcasts (`[T, T]`, `[B, H, T, T]`, ...).
         training: bool, enables dropout.
         start_index: position of `inputs[:, 0]` (for rotary embeddings).
         cache: optional `[B, 2, H, S, d]` key/value cache of the attention
