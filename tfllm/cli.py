@@ -61,10 +61,9 @@ _dropout = _argument_type(
 
 def build_parser():
     """The argument parser of `tfllm` (also used to document the options)."""
+    from tfllm.constants import GPT_POSITION_ENCODINGS, PRECISIONS, STRATEGY_NAMES
     from tfllm.presets import PRESETS
 
-    STRATEGY_NAMES = ("auto", "cpu", "mirrored", "multi_worker", "tpu")
-    PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
     sizes = sorted({size for kind in PRESETS.values() for size in kind})
 
     parser = _Parser(
@@ -96,7 +95,7 @@ def build_parser():
     what.add_argument("--heads", type=_positive_int, help="override attention heads (gpt)")
     what.add_argument("--width", type=_positive_int, help="override the hidden width")
     what.add_argument("--dropout", type=_dropout, help="dropout rate in [0, 1)")
-    what.add_argument("--position-encoding", choices=("learned", "sinusoidal", "rotary"),
+    what.add_argument("--position-encoding", choices=GPT_POSITION_ENCODINGS,
                       help="position encoding of the gpt (default: learned) or bert (learned "
                            "or rotary; default: rotary)")
 
@@ -239,6 +238,7 @@ def _resolve_model_kind(args):
 
 def _training_settings(args):
     """(model kind, model settings, TrainingConfig keyword arguments) from the options."""
+    from tfllm.constants import BERT_POSITION_ENCODINGS
     from tfllm.presets import preset
 
     settings = preset(args.model, args.size)
@@ -255,9 +255,10 @@ def _training_settings(args):
         if args.model not in ("gpt", "bert") and name == "num_heads" or (
                 args.model not in ("gpt", "bert") and name == "position_encoding"):
             raise ValueError(f"{option} does not apply to --model {args.model}")
-        if args.model == "bert" and name == "position_encoding" and value == "sinusoidal":
-            raise ValueError("--position-encoding sinusoidal does not apply to --model bert "
-                             "(learned or rotary)")
+        if (args.model == "bert" and name == "position_encoding"
+                and value not in BERT_POSITION_ENCODINGS):
+            raise ValueError(f"--position-encoding {value} does not apply to --model bert "
+                             f"({' or '.join(BERT_POSITION_ENCODINGS)})")
         model_settings[name] = value
     if args.steps is not None:
         training["steps"] = args.steps

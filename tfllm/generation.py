@@ -151,9 +151,10 @@ def decode(model, prompt_ids, lengths, max_new_tokens, temperature, top_k, top_p
         positions: optional `[L]` int32 tensor whose length fixes the
             sequence length `L >= P + max(max_new_tokens)`. With it every
             shape is known from the input shapes, so the decoding compiles
-            with XLA (`compiled_decode`): the whole `[B, P]` prompt block is
-            read in one pass (a shorter prompt's padding there is written
-            over by the loop before any later position can see it).
+            with XLA (`compiled_decode_shapes` picks the shapes): the whole
+            `[B, P]` prompt block is read in one pass (a shorter prompt's
+            padding there is written over by the loop before any later
+            position can see it).
 
     Returns:
         `(sequences [B, P + max(max_new_tokens)], ends [B], stopped [B])`:

@@ -9,7 +9,7 @@ from tfllm.training import WarmupCosineDecay
 
 def _reference(step, peak, warmup, decay, fraction):
     if step < warmup:
-        return peak * step / warmup
+        return peak * (step + 1) / (warmup + 1)
     progress = min((step - warmup) / decay, 1.0)
     floor = peak * fraction
     return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * progress))
@@ -44,3 +44,10 @@ def test_round_trips_through_keras_serialization():
 def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         WarmupCosineDecay(**kwargs)
+
+
+def test_the_first_step_already_learns():
+    """Step 0 of the warm-up gets peak / (warmup + 1), not 0 (an optimizer step wasted)."""
+    schedule = WarmupCosineDecay(1e-3, warmup_steps=9, decay_steps=20)
+    assert float(schedule(0)) == pytest.approx(1e-4)
+    assert float(WarmupCosineDecay(1e-3, warmup_steps=0, decay_steps=20)(0)) == pytest.approx(1e-3)

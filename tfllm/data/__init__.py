@@ -34,7 +34,8 @@ from tfllm.data.genres import (
 from tfllm.data.masking import mask_tokens
 from tfllm.data.text import STOP_WORDS, normalize_text
 from tfllm.data.tokenizers import CharacterTokenizer
-from tfllm.data.wordpiece import SPECIAL_TOKENS, WordPieceTokenizer, load_tokenizer
+from tfllm.data.tokenizer_files import load_tokenizer
+from tfllm.data.wordpiece import SPECIAL_TOKENS, WordPieceTokenizer
 
 __all__ = [
     "CLASS_NAMES",

@@ -10,11 +10,7 @@ import tensorflow as tf
 from tfllm.data.corpus import Document
 from tfllm.data.masking import mask_tokens
 from tfllm.data.tokenizers import CharacterTokenizer
-
-
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer; got {value!r}")
+from tfllm.layers.validation import check_positive_int
 
 
 def _as_token_tensor(token_ids) -> tf.Tensor:
@@ -94,8 +90,8 @@ def language_model_dataset(
     >>> bool(tf.reduce_all(inputs[:, 1:] == targets[:, :-1]))
     True
     """
-    _check_positive_int("sequence_length", sequence_length)
-    _check_positive_int("batch_size", batch_size)
+    check_positive_int("sequence_length", sequence_length)
+    check_positive_int("batch_size", batch_size)
     tokens = _as_token_tensor(token_ids)
     num_tokens = int(tokens.shape[0])
     window_length = sequence_length + 1
@@ -259,8 +255,8 @@ def masked_lm_dataset(
             (a row with more than `P` selected keeps its first `P`; see
             `predictions_per_sequence`). `BertMaskedLM` then runs its head on those only.
     """
-    _check_positive_int("sequence_length", sequence_length)
-    _check_positive_int("batch_size", batch_size)
+    check_positive_int("sequence_length", sequence_length)
+    check_positive_int("batch_size", batch_size)
     if sequence_length < 3:
         raise ValueError(f"`sequence_length` must be at least 3; got {sequence_length}")
     tokens = _as_token_tensor(token_ids)

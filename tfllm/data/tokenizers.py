@@ -21,7 +21,9 @@ PADDING_ID = 0
 UNKNOWN_ID = 1
 NUM_RESERVED_IDS = 2
 REPLACEMENT_CHARACTER = "\ufffd"  # shown for the unknown id, as Unicode does for bad bytes
-_FILE_FORMAT = "tfllm.CharacterTokenizer"
+#: The `"format"` entry of a character tokenizer file (`tfllm.data.load_tokenizer` reads it).
+FILE_FORMAT = "tfllm.CharacterTokenizer"
+_FILE_FORMAT = FILE_FORMAT
 _FILE_FORMAT_VERSION = 1
 
 

@@ -26,7 +26,9 @@ import numpy as np
 import tensorflow as tf
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-_FILE_FORMAT = "tfllm.WordPieceTokenizer"
+#: The `"format"` entry of a WordPiece tokenizer file (`tfllm.data.load_tokenizer` reads it).
+FILE_FORMAT = "tfllm.WordPieceTokenizer"
+_FILE_FORMAT = FILE_FORMAT
 _FILE_FORMAT_VERSION = 1
 
 
@@ -242,17 +244,3 @@ class WordPieceTokenizer(keras.layers.Layer):
             )
         return cls(content["vocabulary"], lowercase=content["lowercase"],
                    strip_accents=content["strip_accents"], **kwargs)
-
-
-def load_tokenizer(path: str | os.PathLike):
-    """Loads a character or WordPiece tokenizer file, whichever `path` holds."""
-    from tfllm.data.tokenizers import CharacterTokenizer
-
-    path = Path(path)
-    try:
-        kind = json.loads(path.read_text(encoding="utf-8")).get("format")
-    except (json.JSONDecodeError, AttributeError):
-        kind = None
-    if kind == _FILE_FORMAT:
-        return WordPieceTokenizer.load(path)
-    return CharacterTokenizer.load(path)

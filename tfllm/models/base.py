@@ -216,7 +216,7 @@ class TrainableModel(keras.Model):
 class LanguageModel(TrainableModel):
     """A next-token language model: token ids `[B, T]` → logits `[B, T, V]`.
 
-    Subclasses implement `call` and `_next_token_function`; this class gives
+    Subclasses implement `call`, `init_decoding_state` and `decode_tokens`; this class gives
     them input handling, the default loss, and `generate`.
     """
 

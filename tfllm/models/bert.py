@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 from keras import ops
 
+from tfllm.constants import BERT_POSITION_ENCODINGS, POOLINGS
 from tfllm.layers.embedding import TokenEmbedding, check_token_ids
 from tfllm.layers.initializers import clone_initializer
 from tfllm.layers.positional import PositionEmbedding
@@ -24,14 +25,12 @@ from tfllm.layers.validation import check_choice, check_rate, check_transformer_
 from tfllm.models import legacy
 from tfllm.models.base import TrainableModel
 
-POOLINGS = ("cls", "mean")
 #: Standard deviation of BERT's (truncated normal) initial weights.
 INITIALIZER_STDDEV = 0.02
 #: The settings that make two encoders interchangeable (weights of one fit the other).
 ENCODER_SETTINGS = ("vocabulary_size", "max_length", "num_layers", "num_heads", "hidden_dim",
                     "intermediate_dim", "num_segments", "position_encoding")
-#: How the encoder knows positions: BERT's learned table, or rotary embeddings in attention.
-POSITION_ENCODINGS = ("learned", "rotary")
+POSITION_ENCODINGS = BERT_POSITION_ENCODINGS
 
 
 def bert_initializer():

@@ -5,13 +5,14 @@ import math
 import keras
 import numpy as np
 
+from tfllm.constants import GPT_POSITION_ENCODINGS
 from tfllm.layers.embedding import TokenEmbedding
 from tfllm.layers.positional import PositionEmbedding, SinusoidalPositionEncoding
 from tfllm.layers.transformer import TransformerBlock
 from tfllm.layers.validation import check_choice, check_transformer_settings
 from tfllm.models.base import LanguageModel
 
-POSITION_ENCODINGS = ("learned", "sinusoidal", "rotary")
+POSITION_ENCODINGS = GPT_POSITION_ENCODINGS
 #: Standard deviation of GPT-2's initial weights.
 INITIALIZER_STDDEV = 0.02
 

@@ -31,10 +31,10 @@ from tfllm.data.datasets import (
 )
 from tfllm.metrics import classification_report, confusion_matrix_markdown
 from tfllm.training.callbacks import summary_writer
-from tfllm.training.checkpoints import KeepBestWeights, is_chief
+from tfllm.training.checkpoints import KeepBestWeights
 from tfllm.training.language_model import LOGS_FOLDER, fit_in_run, make_optimizer
 from tfllm.training.runs import CONFIG_FILE, TOKENIZER_FILE, save_run, write_json
-from tfllm.training.strategy import jit_compile_for, with_data_sharding
+from tfllm.training.strategy import is_chief, jit_compile_for, with_data_sharding
 
 #: Seed of the masks of held-out masked-LM scores: every score uses the same masks.
 HELD_OUT_MASK_SEED = 12345

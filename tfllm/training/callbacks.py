@@ -33,7 +33,7 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
 from tfllm.layers.validation import check_positive_int
-from tfllm.training.checkpoints import is_chief
+from tfllm.training.strategy import is_chief
 
 TRAIN_FOLDER = "train"
 VALIDATION_FOLDER = "validation"

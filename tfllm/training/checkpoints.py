@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfllm.models import legacy
+from tfllm.training.strategy import is_chief
 
 WEIGHTS_FILE = "weights.weights.h5"
 STATE_FILE = "state.json"
@@ -44,32 +45,6 @@ _CHECKPOINT_NAME = re.compile(r"^step-(\d{8})$")
 
 class CheckpointError(ValueError):
     """A checkpoint is corrupted or does not fit the model being trained."""
-
-
-def is_chief(strategy=None):
-    """Whether this process writes shared files: True unless it is a non-chief worker.
-
-    The chief is the `chief` task, or worker 0 of a cluster without one. The
-    task comes from `strategy`'s cluster resolver (default: the strategy in
-    scope) or, outside any strategy's scope, from `TF_CONFIG`.
-    """
-    strategy = strategy or tf.distribute.get_strategy()
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is not None and resolver.task_type:
-        task_type, task_id = resolver.task_type, resolver.task_id
-        cluster = resolver.cluster_spec().as_dict()
-    else:
-        try:
-            config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-            task, cluster = config.get("task") or {}, config.get("cluster") or {}
-        except (ValueError, AttributeError):
-            return True  # resolve_strategy reports a malformed TF_CONFIG
-        if not task:
-            return True
-        task_type, task_id = task.get("type"), task.get("index", 0)
-    if task_type == "chief":
-        return True
-    return task_type == "worker" and task_id == 0 and "chief" not in cluster
 
 
 def list_checkpoints(directory):

@@ -18,6 +18,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from tfllm.constants import PRECISIONS
 from tfllm.data.datasets import encode_documents, language_model_dataset
 from tfllm.generation import generate_text
 from tfllm.layers.validation import check_positive_int
@@ -26,15 +27,18 @@ from tfllm.training.callbacks import HParamsSummary, TextSamples, TrainingSummar
 from tfllm.training.checkpoints import (
     CheckpointError,
     CheckpointEveryEpoch,
-    is_chief,
     list_checkpoints,
     restore_checkpoint,
 )
 from tfllm.training.runs import CONFIG_FILE, TOKENIZER_FILE, save_run, write_json
 from tfllm.training.schedules import WarmupCosineDecay
-from tfllm.training.strategy import describe_strategy, jit_compile_for, with_data_sharding
+from tfllm.training.strategy import (
+    describe_strategy,
+    is_chief,
+    jit_compile_for,
+    with_data_sharding,
+)
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 CHECKPOINTS_FOLDER = "checkpoints"
 LOGS_FOLDER = "logs"

@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 
 
-from tfllm.data.wordpiece import load_tokenizer
+from tfllm.data.tokenizer_files import load_tokenizer
 
 MODEL_FILE = "model.keras"
 TOKENIZER_FILE = "tokenizer.json"

@@ -12,7 +12,8 @@ from tfllm.layers.validation import check_positive_int
 class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up to a peak, then cosine decay to a floor.
 
-    For step `s`: `peak * s / warmup_steps` while `s < warmup_steps`; then
+    For step `s` (counted from 0): `peak * (s + 1) / (warmup_steps + 1)` while
+    `s < warmup_steps`, so that the very first step already learns; then
     `floor + (peak - floor) * (1 + cos(pi * progress)) / 2` with `progress`
     going from 0 to 1 over the next `decay_steps` steps; `floor` after that.
     Warm-up keeps Adam's first, poorly estimated steps small; the cosine
@@ -46,7 +47,7 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
         step = ops.cast(step, "float32")
         peak = self.peak_learning_rate
         floor = peak * self.final_fraction
-        warmup = peak * step / max(self.warmup_steps, 1)
+        warmup = peak * (step + 1.0) / (self.warmup_steps + 1)
         progress = ops.clip((step - self.warmup_steps) / self.decay_steps, 0.0, 1.0)
         decayed = floor + (peak - floor) * 0.5 * (1.0 + ops.cos(math.pi * progress))
         return ops.where(step < self.warmup_steps, warmup, decayed)

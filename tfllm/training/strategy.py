@@ -22,7 +22,7 @@ import os
 
 import tensorflow as tf
 
-STRATEGY_NAMES = ("auto", "cpu", "mirrored", "multi_worker", "tpu")
+from tfllm.constants import STRATEGY_NAMES
 
 TF_CONFIG_EXAMPLE = (
     'TF_CONFIG=\'{"cluster": {"worker": ["10.0.0.1:12345", "10.0.0.2:12345"]}, '
@@ -178,6 +178,33 @@ def jit_compile_for(strategy, requested=True):
     replicas with XLA in any case.
     """
     return bool(requested) and strategy.num_replicas_in_sync == 1
+
+
+def is_chief(strategy=None):
+    """Whether this process writes shared files: True unless it is a non-chief worker.
+
+    The chief is the `chief` task, or worker 0 of a cluster without one. The task comes
+    from `strategy`'s cluster resolver (default: the strategy in scope) or, outside any
+    strategy's scope, from `TF_CONFIG` (read by `read_tf_config`; a malformed one counts
+    as "chief": `resolve_strategy` reports it).
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is not None and resolver.task_type:
+        task_type, task_id = resolver.task_type, resolver.task_id
+        cluster = resolver.cluster_spec().as_dict()
+    else:
+        if not os.environ.get("TF_CONFIG"):
+            return True
+        try:
+            config = read_tf_config()
+        except ValueError:
+            return True
+        task_type, task_id, cluster = config["task"]["type"], config["task"]["index"], \
+            config["cluster"]
+    if task_type == "chief":
+        return True
+    return task_type == "worker" and task_id == 0 and "chief" not in cluster
 
 
 def read_tf_config():
