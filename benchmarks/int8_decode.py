@@ -130,16 +130,14 @@ def decoding(args):
 
 
 def quality(run):
-    import tfllm.training  # noqa: F401  (registers the schedule for loading)
     from tfllm.data import load_corpus
     from tfllm.data.datasets import encode_documents
     from tfllm.generation import generate_text
     from tfllm.training.language_model import held_out_loss
-    from tfllm.training.runs import CONFIG_FILE, load_run
-    import json
+    from tfllm.runs import RunDirectory
 
-    model, tokenizer = load_run(run)
-    training = json.loads(open(os.path.join(run, CONFIG_FILE), encoding="utf-8").read())["training"]
+    model, tokenizer = RunDirectory(run).load()
+    training = RunDirectory(run).read_config()["training"]
     corpus = load_corpus("shakespeare")
     test_ids = encode_documents(tokenizer, corpus.documents("test"))
     losses, samples = {}, {}

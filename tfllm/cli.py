@@ -211,15 +211,14 @@ def _resolve_model_kind(args):
     if not args.init_from:
         args.model = args.model or "gpt"
         return
-    import json
-    from pathlib import Path
+    from tfllm.runs import RunDirectory
 
     try:
-        saved = json.loads((Path(args.init_from) / "config.json").read_text(encoding="utf-8"))
+        saved = RunDirectory(args.init_from).read_config()
         kind = {"GPT": "gpt", "LSTMLanguageModel": "lstm"}.get(saved["model_class"])
     except (OSError, ValueError, KeyError, TypeError):
         raise FileNotFoundError(f"--init-from {args.init_from} is not a tfllm run directory "
-                                "(no readable config.json)") from None
+                                "(no readable config)") from None
     if kind is None:
         raise ValueError(f"--init-from takes a gpt or lstm run; {args.init_from} holds a "
                          f"{saved['model_class']} (classifier: use --pretrained)")
@@ -371,11 +370,11 @@ def _train(args):
 
 def _generate(args):
     from tfllm.generation import generate_text, stream_tokens
-    from tfllm.training.runs import load_run
+    from tfllm.runs import RunDirectory
 
     if not args.prompt:
         raise ValueError("--prompt must not be empty")
-    model, tokenizer = load_run(args.run_dir)
+    model, tokenizer = RunDirectory(args.run_dir).load()
     if not hasattr(model, "generate"):
         raise ValueError(f"{args.run_dir} holds a {type(model).__name__}, which does not "
                          "generate text; export it to serve it (`tfllm export`)")

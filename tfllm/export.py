@@ -151,20 +151,20 @@ def _check_version(directory, version):
 
 
 def export_run(run_directory, directory=None, version=None, **defaults):
-    """Exports the model of a run directory (see `tfllm.training.load_run`).
+    """Exports the model of a run directory (`tfllm.runs.RunDirectory.load`).
 
     `directory` defaults to `saved_models/RUN_NAME`. A language model goes through
-    `export_model` (`defaults` are its serving defaults), a classifier run through
-    `export_classifier`.
+    `export_model` (`defaults` are its serving defaults), a classifier run (its config
+    names classes) through `export_classifier`.
     """
-    from tfllm.training.runs import load_run
+    from tfllm.runs import RunDirectory
 
-    model, tokenizer = load_run(run_directory)
+    run = RunDirectory(run_directory)
+    model, tokenizer = run.load()
     if directory is None:
-        directory = Path(DEFAULT_EXPORT_DIRECTORY) / Path(run_directory).resolve().name
-    if hasattr(model, "num_classes"):  # a BertClassifier
-        config = json.loads((Path(run_directory) / "config.json").read_text(encoding="utf-8"))
-        return export_classifier(model, tokenizer, directory, config["class_names"],
+        directory = Path(DEFAULT_EXPORT_DIRECTORY) / run.path.resolve().name
+    if run.is_classifier():
+        return export_classifier(model, tokenizer, directory, run.class_names(),
                                  version=version)
     return export_model(model, tokenizer, directory, version=version, **defaults)
 

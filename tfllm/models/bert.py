@@ -464,7 +464,7 @@ class BertClassifier(_EncoderModel):
 
         Args:
             source: a `BertMaskedLM` or `BertClassifier`, a `BertEncoder`, a `.keras` file
-                of one, or a finished run directory (its `model.keras`).
+                of one, or a finished run (`tfllm.runs.RunDirectory(path)`).
 
         Raises:
             ValueError: the source is not a BERT model, or its encoder differs in a setting
@@ -512,26 +512,25 @@ class BertClassifier(_EncoderModel):
 
 
 def _find_encoder(source):
-    """The `BertEncoder` of a model, a `.keras` file or a run directory."""
-    if isinstance(source, (str, Path)):
+    """The `BertEncoder` of a model, a `.keras` file, or a run (anything with a
+    `load_model()`, such as `tfllm.runs.RunDirectory`: models/ never reads run
+    directories itself)."""
+    if hasattr(source, "load_model") and not isinstance(source, keras.Model):
+        source = source.load_model()
+    elif isinstance(source, (str, Path)):
         path = Path(source)
         if path.is_dir():
-            # A run directory (tfllm.training.runs); models/ does not import training/.
-            if not (path / "model.keras").is_file():
-                raise FileNotFoundError(
-                    f"{path} holds no model.keras: finish its training first (running the "
-                    "same command again resumes it)."
-                )
-            path = path / "model.keras"
-        if path.is_file():
-            source = legacy.load_model(path)
-        else:
-            raise FileNotFoundError(f"{path} is neither a model file nor a run directory.")
+            raise ValueError(
+                f"{path} is a folder; give a model, a .keras file, or the run directory as "
+                f"`tfllm.runs.RunDirectory({str(path)!r})`.")
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is not a model file.")
+        source = legacy.load_model(path)
     if isinstance(source, BertEncoder):
         return source
     if isinstance(source, _EncoderModel):
         return source.encoder
     raise ValueError(
         f"Cannot load BERT encoder weights from a {type(source).__name__}; give a "
-        "BertMaskedLM, BertClassifier, BertEncoder, a .keras file or a run directory."
+        "BertMaskedLM, BertClassifier, BertEncoder, a .keras file or a RunDirectory."
     )

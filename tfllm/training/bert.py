@@ -16,8 +16,6 @@ confusion matrix of the held-out plays; its TensorBoard logs show them too (HPar
 Markdown confusion matrix under Text).
 """
 
-import json
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -32,8 +30,9 @@ from tfllm.data.datasets import (
 from tfllm.metrics import classification_report, confusion_matrix_markdown
 from tfllm.training.callbacks import summary_writer
 from tfllm.training.checkpoints import KeepBestWeights
-from tfllm.training.language_model import LOGS_FOLDER, fit_in_run, make_optimizer
-from tfllm.training.runs import CONFIG_FILE, TOKENIZER_FILE, save_run, write_json
+from tfllm.runs import RunDirectory
+from tfllm.training.language_model import fit_in_run, make_optimizer
+from tfllm.training.runs import save_run
 from tfllm.training.strategy import is_chief, jit_compile_for, with_data_sharding
 
 #: Seed of the masks of held-out masked-LM scores: every score uses the same masks.
@@ -160,9 +159,7 @@ def pretrain_masked_lm(model, corpus, tokenizer, config, run_directory=None, *, 
         A dict of figures: held-out masked-LM loss and accuracy before (`initial_...`) and
         after training, time and tokens per second.
     """
-    from pathlib import Path
-
-    run = Path(run_directory) if run_directory is not None else None
+    run = RunDirectory(run_directory) if run_directory is not None else None
     streams = {split: encode_pieces(tokenizer, corpus.documents(split))
                for split in ("train", "validation", "test")}
     length = config.sequence_length
@@ -228,7 +225,7 @@ def pretrain_masked_lm(model, corpus, tokenizer, config, run_directory=None, *, 
         hparams.close()
     if run is not None and is_chief(strategy):
         save_run(run, trained, tokenizer, metrics=metrics)
-        print_function(f"Saved the run to {run}/")
+        print_function(f"Saved the run to {run.path}/")
     return metrics
 
 
@@ -258,9 +255,7 @@ def finetune_classifier(model, passages, tokenizer, config, class_names, run_dir
         A dict: `{split}: classification_report(...)` for each held-out split, time, and
         the fraction of passages truncated.
     """
-    from pathlib import Path
-
-    run = Path(run_directory) if run_directory is not None else None
+    run = RunDirectory(run_directory) if run_directory is not None else None
     texts, labels = passages["train"]
     length = config.sequence_length
     print_function(
@@ -315,11 +310,11 @@ def finetune_classifier(model, passages, tokenizer, config, class_names, run_dir
         hparams.write_metrics(values)
         hparams.close()
         if is_chief(strategy):
-            write_confusion_matrices(run / LOGS_FOLDER, metrics,
+            write_confusion_matrices(run.logs, metrics,
                                      config.epochs * config.epoch_steps)
     if run is not None and is_chief(strategy):
         save_run(run, trained, tokenizer, metrics=metrics)
-        print_function(f"Saved the run to {run}/")
+        print_function(f"Saved the run to {run.path}/")
     return metrics
 
 
@@ -404,12 +399,10 @@ def pretraining_job(corpus, vocabulary_size, model_settings, config, run_directo
     A resumed run reuses the vocabulary saved in its run directory. Returns the metrics.
     """
     import time
-    from pathlib import Path
-
     from tfllm.data.wordpiece import WordPieceTokenizer
     from tfllm.models.bert import BertMaskedLM
 
-    saved = Path(run_directory) / TOKENIZER_FILE if run_directory is not None else None
+    saved = RunDirectory(run_directory).tokenizer_file if run_directory is not None else None
     if resume and saved is not None and saved.is_file():
         tokenizer = WordPieceTokenizer.load(saved)
         print_function(f"Word pieces: {tokenizer.vocabulary_size} (from {saved}).")
@@ -463,24 +456,21 @@ def genre_classification_job(pretrained, classifier_settings, config, run_direct
         `{"pretrained": report, "majority": ..., "bag_of_words": ..., "no_pretraining": ...}`
         of the test plays, plus `"validation"` reports of the pre-trained classifier.
     """
-    from pathlib import Path
-
     from tfllm.data.genres import CLASS_NAMES, bundled_genre_split, class_balance, \
         labelled_passages
     from tfllm.data.wordpiece import WordPieceTokenizer
     from tfllm.models.bert import BertClassifier
 
-    pretrained = Path(pretrained)
-    if not (pretrained / TOKENIZER_FILE).is_file():
+    pretrained = RunDirectory(pretrained)
+    if not pretrained.has_tokenizer():
         raise FileNotFoundError(
-            f"{pretrained} is not a pre-training run (no {TOKENIZER_FILE}); run "
+            f"{pretrained.path} is not a pre-training run (no {pretrained.TOKENIZER}); run "
             "examples/pretrain_bert.py or `tfllm train --model bert` first."
         )
-    run_config = json.loads((pretrained / CONFIG_FILE).read_text(encoding="utf-8"))
-    if run_config.get("model_class") != "BertMaskedLM":
-        raise ValueError(f"{pretrained} holds a {run_config.get('model_class')}, not a "
+    if pretrained.model_class() != "BertMaskedLM":
+        raise ValueError(f"{pretrained.path} holds a {pretrained.model_class()}, not a "
                          "BertMaskedLM pre-training run.")
-    tokenizer = WordPieceTokenizer.load(pretrained / TOKENIZER_FILE)
+    tokenizer = WordPieceTokenizer.load(pretrained.tokenizer_file)
     corpus = corpus if corpus is not None else bundled_genre_split()
     passages = {}
     for split in ("train", "validation", "test"):
@@ -497,7 +487,8 @@ def genre_classification_job(pretrained, classifier_settings, config, run_direct
         lambda: BertClassifier.from_pretrained(pretrained, num_classes=len(CLASS_NAMES),
                                                seed=config.seed, **classifier_settings),
         passages, tokenizer, config, CLASS_NAMES, run_directory,
-        run_config={"pretrained": str(pretrained), "passage_length": passage_length}, **common)
+        run_config={"pretrained": str(pretrained.path), "passage_length": passage_length},
+        **common)
     results["pretrained"] = metrics["test"]
     results["validation"] = metrics["validation"]
     results["seconds"] = {"pretrained": metrics["training_seconds"]}
@@ -508,7 +499,8 @@ def genre_classification_job(pretrained, classifier_settings, config, run_direct
         results["bag_of_words"], l2 = bag_of_words_baseline(
             passages["train"], passages["test"], CLASS_NAMES, validation=passages["validation"])
         results["bag_of_words"]["l2"] = l2
-        scratch_directory = None if run_directory is None else f"{run_directory}-scratch"
+        scratch_directory = (None if run_directory is None
+                             else RunDirectory(run_directory).sibling("-scratch"))
         scratch = finetune_classifier(
             lambda: BertClassifier.shaped_like(pretrained, num_classes=len(CLASS_NAMES),
                                                seed=config.seed, **classifier_settings),
@@ -526,5 +518,5 @@ def genre_classification_job(pretrained, classifier_settings, config, run_direct
     results["table"] = "\n".join(lines)
     print_function(results["table"])
     if run_directory is not None:
-        write_json(Path(run_directory) / "comparison.json", results)
+        RunDirectory(run_directory).write_comparison(results)
     return results

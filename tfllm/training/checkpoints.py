@@ -32,7 +32,6 @@ from pathlib import Path
 import h5py
 import keras
 import numpy as np
-import tensorflow as tf
 
 from tfllm.models import legacy
 from tfllm.training.strategy import is_chief

@@ -10,10 +10,8 @@ run. The pieces (`TrainingConfig`, `compile_language_model`,
 
 import contextlib
 import dataclasses
-import json
 import math
 import time
-from pathlib import Path
 
 import keras
 import tensorflow as tf
@@ -30,7 +28,8 @@ from tfllm.training.checkpoints import (
     list_checkpoints,
     restore_checkpoint,
 )
-from tfllm.training.runs import CONFIG_FILE, TOKENIZER_FILE, save_run, write_json
+from tfllm.runs import RunDirectory
+from tfllm.training.runs import save_run
 from tfllm.training.schedules import WarmupCosineDecay
 from tfllm.training.strategy import (
     describe_strategy,
@@ -40,9 +39,6 @@ from tfllm.training.strategy import (
 )
 
 
-CHECKPOINTS_FOLDER = "checkpoints"
-LOGS_FOLDER = "logs"
-HISTORY_FILE = "history.csv"
 
 
 @dataclasses.dataclass
@@ -290,29 +286,29 @@ def _training_differences(saved, current):
 
 def _check_resumable(run, config, tokenizer):
     """The latest checkpoint of `run` if this training can continue it, else an error."""
-    checkpoints = list_checkpoints(run / CHECKPOINTS_FOLDER)
+    checkpoints = list_checkpoints(run.checkpoints)
     if not checkpoints:
         return None
     step, path = checkpoints[-1]
     try:
-        saved = json.loads((run / CONFIG_FILE).read_text(encoding="utf-8"))
-        saved_training = saved["training"]
-        saved_vocabulary = json.loads((run / TOKENIZER_FILE).read_text(encoding="utf-8"))
+        saved_training = run.read_config()["training"]
+        saved_vocabulary = run.read_tokenizer_json()
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise CheckpointError(
-            f"{run} holds checkpoints but its {CONFIG_FILE} or {TOKENIZER_FILE} cannot be "
-            f"read ({error}); start a new run directory."
+            f"{run.path} holds checkpoints but its {run.CONFIG} or {run.TOKENIZER} cannot "
+            f"be read ({error}); start a new run directory."
         ) from None
     differences = _training_differences(saved_training, dataclasses.asdict(config))
     if differences:
         raise CheckpointError(
-            f"{run} was started with other training settings ({'; '.join(differences)}). "
-            "Resume with the settings it was started with, or use a new run directory."
+            f"{run.path} was started with other training settings "
+            f"({'; '.join(differences)}). Resume with the settings it was started with, or "
+            "use a new run directory."
         )
     if saved_vocabulary.get("vocabulary") != tokenizer.vocabulary:
         raise CheckpointError(
-            f"{run} was trained with another vocabulary (another corpus?); resume it with "
-            "the corpus it was started with, or use a new run directory."
+            f"{run.path} was trained with another vocabulary (another corpus?); resume it "
+            "with the corpus it was started with, or use a new run directory."
         )
     return step, path
 
@@ -375,7 +371,7 @@ def train_and_evaluate(
             False and the run directory holds checkpoints.
     """
     strategy = strategy or tf.distribute.get_strategy()
-    run = Path(run_directory) if run_directory is not None else None
+    run = RunDirectory(run_directory) if run_directory is not None else None
     streams = {split: encode_documents(tokenizer, corpus.documents(split)) for split in
                ("train", "validation", "test")}
     held_out = {split: len(streams[split]) > config.sequence_length
@@ -433,7 +429,7 @@ def train_and_evaluate(
     print_function("Sample:\n" + metrics["sample"])
     if run is not None and is_chief(strategy):
         save_run(run, model, tokenizer, metrics=metrics)
-        print_function(f"Saved the run to {run}/")
+        print_function(f"Saved the run to {run.path}/")
     return metrics
 
 
@@ -477,7 +473,8 @@ def fit_in_run(model, compile_model, fit, config, tokenizer, run=None, *, strate
         fit: `fit(model, callbacks, initial_step)` → list of epoch losses.
         config: the `TrainingConfig`.
         tokenizer: the run's tokenizer (saved with the run, compared on resuming).
-        run: the run directory (a `Path`), or None to keep nothing.
+        run: the run directory (a path or a `tfllm.runs.RunDirectory`), or None to keep
+            nothing.
         callbacks: more Keras callbacks, run before the ones that log and checkpoint.
 
     Returns:
@@ -485,12 +482,13 @@ def fit_in_run(model, compile_model, fit, config, tokenizer, run=None, *, strate
     """
     strategy = strategy or tf.distribute.get_strategy()
     chief = is_chief(strategy)
+    run = None if run is None else RunDirectory(run)
     latest = None
     if run is not None:
         latest = _check_resumable(run, config, tokenizer)
         if latest is not None and not resume:
             raise CheckpointError(
-                f"{run} already holds checkpoints (the latest at step {latest[0]}); resume "
+                f"{run.path} already holds checkpoints (the latest at step {latest[0]}); resume "
                 "it, or choose another run directory."
             )
     keras.utils.set_random_seed(config.seed)  # the same initial weights on every worker
@@ -513,22 +511,21 @@ def fit_in_run(model, compile_model, fit, config, tokenizer, run=None, *, strate
                 model.build((None, None))
             restore_checkpoint(path, model)
         initial_step = step
-        print_function(f"Resuming {run} from its checkpoint at step {step}.")
+        print_function(f"Resuming {run.path} from its checkpoint at step {step}.")
     if run is not None and chief:
-        run.mkdir(parents=True, exist_ok=True)
-        write_json(run / CONFIG_FILE, {
+        run.write_config({
             "model_class": type(model).__name__,
             "model": model.get_config(),
             "training": dataclasses.asdict(config),
             **(run_config or {}),
         })
-        tokenizer.save(run / TOKENIZER_FILE)
+        run.save_tokenizer(tokenizer)
 
     stopwatch = Stopwatch(tokens_per_step)
     callbacks = [stopwatch, keras.callbacks.TerminateOnNaN(), *callbacks]
     hparams = None
     if run is not None:
-        logs = run / LOGS_FOLDER
+        logs = run.logs
         hparams = HParamsSummary(
             logs,
             {"model": {"class": type(model).__name__, **_plain(model.get_config())},
@@ -545,12 +542,12 @@ def fit_in_run(model, compile_model, fit, config, tokenizer, run=None, *, strate
         if chief:
             # Before the checkpoint: a kill between the two repeats an epoch's row
             # on resuming rather than losing it.
-            callbacks.append(keras.callbacks.CSVLogger(str(run / HISTORY_FILE), append=True))
-        callbacks.append(CheckpointEveryEpoch(run / CHECKPOINTS_FOLDER, config.epoch_steps))
+            callbacks.append(keras.callbacks.CSVLogger(str(run.history_file), append=True))
+        callbacks.append(CheckpointEveryEpoch(run.checkpoints, config.epoch_steps))
 
     losses = []
     if initial_step >= config.epochs * config.epoch_steps:
-        print_function(f"{run} has finished training; evaluating it again.")
+        print_function(f"{run.path} has finished training; evaluating it again.")
     else:
         losses = fit(model, callbacks, initial_step)
     return FitOutcome(model, stopwatch, hparams, initial_step, list(losses))
