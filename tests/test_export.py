@@ -21,7 +21,7 @@ TEXT = "to be, or not to be, that is the question:\nwhether 'tis nobler in the m
 NEW_TOKENS = 12
 MAX_LENGTH = 32
 PROMPTS = ["to be", "whether 'tis", "o", ""]
-LONG_PROMPT = TEXT[:40]  # longer than MAX_LENGTH - NEW_TOKENS = 20 tokens
+LONG_PROMPT = TEXT[:40]  # longer than MAX_LENGTH = 32 tokens
 SCORED = ["to be, or not", "the mind", "t", ""]
 TOKEN_IDS = [[5, 6, 7, 8], [9, 10, 0, 0]]
 
@@ -133,13 +133,14 @@ def test_sampling_with_a_seed_equals_the_in_process_model(exported):
     assert answer["sampled"]["text"] == expected
 
 
-def test_an_over_long_prompt_keeps_its_last_tokens(exported):
+def test_an_over_long_prompt_is_served_as_model_generate_continues_it(exported):
+    """40 characters for a GPT of max_length 32: the SavedModel applies the in-process
+    model's policy (`Decoder`), so the texts are equal."""
     model, tokenizer = exported["model"], exported["tokenizer"]
     long = exported["answer"]["long"]
-    assert long["text"][0].startswith(LONG_PROMPT)
-    kept = LONG_PROMPT if exported["kind"] == "lstm" else LONG_PROMPT[-(MAX_LENGTH - NEW_TOKENS):]
-    expected = generate_text(model, tokenizer, kept, NEW_TOKENS, temperature=0)
-    assert long["completion"][0] == expected[len(kept):]
+    expected = generate_text(model, tokenizer, LONG_PROMPT, NEW_TOKENS, temperature=0)
+    assert long["text"][0] == expected
+    assert long["completion"][0] == expected[len(LONG_PROMPT):]
 
 
 def test_score_is_the_models_loss(exported):
@@ -209,8 +210,6 @@ def test_bad_export_settings_are_named(tmp_path):
     tokenizer = CharacterTokenizer.from_texts([TEXT])
     model = GPT(vocabulary_size=tokenizer.vocabulary_size, max_length=16, num_layers=1,
                 num_heads=2, hidden_dim=8)
-    with pytest.raises(ValueError, match="smaller than the model's max_length"):
-        export_model(model, tokenizer, tmp_path / "m", max_new_tokens=16)
     with pytest.raises(ValueError, match="top_p"):
         export_model(model, tokenizer, tmp_path / "m", top_p=0)
     assert not (tmp_path / "m").exists()

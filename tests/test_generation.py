@@ -152,3 +152,24 @@ def test_empty_prompts_are_refused(tiny_gpt_config):
         generate_text(model, tokenizer, "", 3)
     with pytest.raises(ValueError, match="no prompts"):
         generate_text(model, tokenizer, [], 3)
+
+
+@pytest.mark.parametrize("kind", ["gpt", "lstm"])
+@pytest.mark.parametrize("prompt_length", [3, 20])
+def test_streaming_equals_generate_with_sampling_past_max_length(
+        rng, tiny_gpt_config, tiny_lstm_config, kind, prompt_length):
+    """One Decoder: streamed tokens are generate's, token for token, with top-k / top-p
+    sampling and a seed, through two roll-overs past max_length=16 (a 20-token prompt
+    starts past it)."""
+    from tfllm.generation import stream_tokens
+    from tfllm.models import LSTMLanguageModel
+
+    model = (GPT(**tiny_gpt_config) if kind == "gpt"
+             else LSTMLanguageModel(**tiny_lstm_config))
+    prompt = rng.integers(1, 37, size=prompt_length).astype("int32")
+    options = {"temperature": 1.3, "top_k": 12, "top_p": 0.95, "seed": 5}
+    generated = model.generate(prompt[None, :], max_new_tokens=30, **options)[0]
+    streamed = list(stream_tokens(model, prompt.tolist(), 30, **options))
+    assert len(streamed) == 30
+    np.testing.assert_array_equal(generated[prompt_length:], streamed)
+    assert streamed != list(stream_tokens(model, prompt.tolist(), 30, **{**options, "seed": 6}))

@@ -26,14 +26,14 @@ Edge cases, as the README documents them:
 
 - an empty prompt starts the continuation from a newline (`completion` is
   the continuation, `text` equals it);
-- a model with a `max_length` (the GPT) reads at most
-  `max_length - max_new_tokens` prompt tokens: a longer prompt is cut to its
-  last ones (`text` still starts with the whole prompt); `score` reads the
-  first `max_length` tokens of each text;
-- impossible values (`max_new_tokens < 0` or, for the GPT, `>= max_length`;
-  `temperature < 0`; `top_k < 0`; `top_p` outside (0, 1]; token ids outside
-  the vocabulary) fail the call with an `InvalidArgumentError` that names the
-  value.
+- a model with a `max_length` (the GPT) continues past it as `model.generate`
+  does (`tfllm.generation.Decoder`: a row that reaches `max_length` tokens, a
+  long prompt included, continues from its last `max_length // 2`), so the
+  served text equals the in-process text; `score` reads the first
+  `max_length` tokens of each text;
+- impossible values (`max_new_tokens < 0`, `temperature < 0`, `top_k < 0`,
+  `top_p` outside (0, 1], token ids outside the vocabulary) fail the call
+  with an `InvalidArgumentError` that names the value.
 """
 
 import json
@@ -92,12 +92,6 @@ def export_model(
         ValueError: a bad default, or `version` already exists.
     """
     generation.check_sampling_arguments(max_new_tokens, temperature, top_k, top_p)
-    capacity = model.max_length
-    if capacity is not None and max_new_tokens >= capacity:
-        raise ValueError(
-            f"`max_new_tokens` ({max_new_tokens}) must be smaller than the model's max_length "
-            f"({capacity})."
-        )
     if not empty_prompt:
         raise ValueError("`empty_prompt` must be a non-empty string.")
     directory, version = _check_version(directory, version)
@@ -235,8 +229,7 @@ def _build_archive(model, tokenizer, defaults, empty_prompt):
     vocabulary_size = model.vocabulary_size
     pad = tokenizer.padding_id
     empty_ids = tokenizer.tokenize(tf.constant([empty_prompt]))[0]
-    compiled_decode = tf.function(
-        lambda *arguments: generation.decode(model, *arguments), jit_compile=True)
+    decoder = model.decoder  # the same decoding (context policy, seeds) as model.generate
 
     def generate(prompts, max_new_tokens, temperature, top_k, top_p, seed):
         checks = [
@@ -249,10 +242,6 @@ def _build_archive(model, tokenizer, defaults, empty_prompt):
             tf.debugging.assert_greater(top_p, 0.0, message="top_p must be in (0, 1]"),
             tf.debugging.assert_less_equal(top_p, 1.0, message="top_p must be in (0, 1]"),
         ]
-        if capacity is not None:
-            checks.append(tf.debugging.assert_less(
-                max_new_tokens, capacity,
-                message=f"max_new_tokens must be smaller than max_length ({capacity})"))
         with tf.control_dependencies(checks):
             ids = tokenizer.tokenize(prompts)
         # An empty prompt continues from `empty_prompt`.
@@ -261,22 +250,10 @@ def _build_archive(model, tokenizer, defaults, empty_prompt):
         filler = tf.RaggedTensor.from_tensor(
             tf.tile(empty_ids[None, :], [batch_size, 1]))
         ids = _choose_rows(empty, filler, ids)
-        if capacity is not None:
-            keep = capacity - max_new_tokens
-            ids = ids[:, -keep:]  # the last tokens of an over-long prompt
         lengths = tf.cast(ids.row_lengths(), tf.int32)
-        dense = ids.to_tensor(default_value=pad)
-        arguments = (tf.fill([batch_size], max_new_tokens), temperature, top_k, top_p,
-                     tf.stack([seed, 0]), tf.zeros([0], tf.int32), tf.constant(pad, tf.int32))
-        if model.decode_with_xla:
-            # As `model.generate` does: shapes rounded up, decoding compiled by XLA.
-            prompt_length = tf.shape(dense)[1]
-            block, total = generation.compiled_decode_shapes(
-                prompt_length, max_new_tokens, capacity)
-            dense = tf.pad(dense, [[0, 0], [0, block - prompt_length]], constant_values=pad)
-            sequences, ends, _ = compiled_decode(dense, lengths, *arguments, tf.range(total))
-        else:
-            sequences, ends, _ = generation.decode(model, dense, lengths, *arguments)
+        sequences, ends = decoder.continue_graph(
+            ids.to_tensor(default_value=pad), lengths, tf.fill([batch_size], max_new_tokens),
+            temperature, top_k, top_p, seed, tf.zeros([0], tf.int32), tf.constant(pad))
         positions = tf.range(tf.shape(sequences)[1])[None, :]
         new = tf.logical_and(positions >= lengths[:, None], positions < ends[:, None])
         completion = tokenizer.detokenize(

@@ -146,17 +146,23 @@ def test_a_stop_token_ends_its_row_only(rng, tiny_gpt_config):
 def test_decoding_compiles_once_for_every_shape(rng, tiny_gpt_config):
     model = GPT(**tiny_gpt_config)
     model.generate(_token_ids(rng, tiny_gpt_config, length=3), max_new_tokens=4, seed=1)
-    decode = model._compiled_functions["decode_xla"]
+    decode = model.decoder._functions["generate"]
     assert decode.experimental_get_tracing_count() == 1
     model.generate([[1, 2], [3, 4, 5, 6, 7]], max_new_tokens=9, temperature=0.5, top_k=3, seed=2)
     model.generate(_token_ids(rng, tiny_gpt_config, length=2)[:1], max_new_tokens=2, top_p=0.5)
+    model.generate(_token_ids(rng, tiny_gpt_config, length=20), max_new_tokens=30)
     assert decode.experimental_get_tracing_count() == 1
 
 
-def test_an_over_long_prompt_is_refused(tiny_gpt_config):
+def test_an_over_long_prompt_continues_from_its_last_half_window(rng, tiny_gpt_config):
+    """A prompt of max_length tokens or more is read from its last max_length // 2
+    tokens, as a generated sequence that reached max_length is (the one policy)."""
     model = GPT(**tiny_gpt_config)
-    with pytest.raises(ValueError, match="17 tokens, more than max_length=16"):
-        model.generate(np.ones((1, 17), "int32"), max_new_tokens=1)
+    prompt = _token_ids(rng, tiny_gpt_config, length=20)[:1]  # max_length is 16
+    generated = model.generate(prompt, max_new_tokens=12, temperature=0)
+    np.testing.assert_array_equal(generated[:, :20], prompt)
+    from_half = model.generate(prompt[:, -8:], max_new_tokens=12, temperature=0)
+    np.testing.assert_array_equal(generated[:, 20:], from_half[:, 8:])
 
 
 def test_sampling_is_reproducible_with_a_seed(rng, tiny_gpt_config):

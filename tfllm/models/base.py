@@ -4,7 +4,6 @@ models' inputs, compile defaults and decoding."""
 import warnings
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfllm import generation
@@ -150,7 +149,7 @@ class TrainableModel(keras.Model):
 
     def _forget_compiled_functions(self):
         """Drops kept `tf.function`s: they captured the variables the model had."""
-        self.__dict__.pop("_compiled_functions", None)
+        self.__dict__.pop("_decoder", None)
 
     @property
     def _default_save_signature(self):
@@ -264,6 +263,15 @@ class LanguageModel(TrainableModel):
     #: `decode_tokens(..., last_index=...)`).
     decode_with_xla = False
 
+    @property
+    def decoder(self):
+        """This model's `tfllm.generation.Decoder`: its compiled decoding functions and
+        the policy past `max_length`, shared by `generate`, streaming and the export."""
+        decoder = self.__dict__.get("_decoder")
+        if decoder is None:
+            decoder = self.__dict__["_decoder"] = generation.Decoder(self)
+        return decoder
+
     def generate(
         self,
         token_ids,
@@ -276,16 +284,18 @@ class LanguageModel(TrainableModel):
         num_beams=1,
         pad_token_id=0,
     ):
-        """Continues prompts one token at a time, with a cache, in one compiled loop.
+        """Continues prompts one token at a time, with a cache, in compiled loops.
 
-        The prompts are read in one pass, then a single `tf.while_loop`
-        samples each new token from the cached state (a GPT's keys and
-        values, an LSTM's recurrent states). The compiled functions are kept
-        with the model: later calls, whatever their shapes, do not retrace.
+        The prompts are read in one pass, then a `tf.while_loop` samples each new token
+        from the cached state (a GPT's keys and values, an LSTM's recurrent states). The
+        compiled functions are kept with the model (`model.decoder`): later calls,
+        whatever their shapes, do not retrace.
 
-        A GPT sees at most `max_length` tokens: when a sequence reaches
-        `max_length`, generation continues from its last `max_length // 2`
-        tokens (read again in one pass).
+        A GPT sees at most `max_length` tokens: a row whose tokens reach `max_length`
+        (a long prompt, or prompt and continuation) continues from its last
+        `max_length // 2` tokens, read again in one pass. Streaming
+        (`tfllm.generation.stream_tokens`) and the exported SavedModel follow the same
+        policy and seeds, so all three give the same text.
 
         Args:
             token_ids: prompts: a `[B, T]` (or `[T]`) integer array, or a list
@@ -308,112 +318,8 @@ class LanguageModel(TrainableModel):
             `[B, L]` int32 NumPy array: each prompt and its continuation,
             padded with `pad_token_id` after its end (`L` is the longest).
         """
-        generation.check_sampling_arguments(max_new_tokens, temperature, top_k, top_p, num_beams)
-        ids, lengths = generation.prepare_prompts(token_ids, pad_token_id)
-        vocabulary_size = self.vocabulary_size
-        values = np.concatenate([ids[row, :length] for row, length in enumerate(lengths)])
-        if values.min() < 0 or values.max() >= vocabulary_size:
-            raise ValueError(
-                f"Prompt token ids must lie in [0, {vocabulary_size}); got values in "
-                f"[{values.min()}, {values.max()}]."
-            )
-        capacity = self.max_length
-        if capacity is not None and lengths.max() > capacity:
-            raise ValueError(
-                f"A prompt has {lengths.max()} tokens, more than max_length={capacity} of this "
-                "model; shorten it."
-            )
-        stop_token_ids = np.asarray(list(stop_token_ids), np.int32).reshape(-1)
-        if seed is None:
-            seed = np.random.randint(0, 2**31 - 1)
-        if not self.built:
-            # Decoding calls sub-layers directly, which would not build the model.
-            self.build((None, None))
-        if num_beams > 1:
-            return self._beam_search(ids, lengths, int(max_new_tokens), int(num_beams),
-                                     stop_token_ids, pad_token_id)
-        signature = [
-            tf.TensorSpec([None, None], tf.int32),  # prompt ids
-            tf.TensorSpec([None], tf.int32),  # prompt lengths
-            tf.TensorSpec([None], tf.int32),  # new tokens per row
-            tf.TensorSpec([], tf.float32),  # temperature
-            tf.TensorSpec([], tf.int32),  # top_k
-            tf.TensorSpec([], tf.float32),  # top_p
-            tf.TensorSpec([2], tf.int32),  # seed, first step
-            tf.TensorSpec([None], tf.int32),  # stop ids
-            tf.TensorSpec([], tf.int32),  # pad id
-        ]
-        if not self.decode_with_xla:
-            decode = self._compiled("decode", self._decode_graph, signature)
-        else:
-            # XLA needs every shape from the inputs: the sequence length comes as a
-            # `positions` vector, prompt block and length rounded to a few sizes.
-            compiled = self._compiled("decode_xla", self._decode_graph, [
-                *signature, tf.TensorSpec([None], tf.int32)], jit_compile=True)
-
-            def decode(ids, lengths, new_tokens, *options):
-                block, total = (int(size) for size in generation.compiled_decode_shapes(
-                    ids.shape[1], int(new_tokens.max()), capacity))
-                ids = np.pad(ids, [(0, 0), (0, block - ids.shape[1])],
-                             constant_values=pad_token_id)
-                return compiled(ids, lengths, new_tokens, *options,
-                                np.arange(total, dtype=np.int32))
-
-        rows = [list(ids[row, :length]) for row, length in enumerate(lengths)]
-        remaining = np.full(len(rows), int(max_new_tokens), np.int64)
-        stopped = np.zeros(len(rows), bool)
-        first_step = 0
-        while True:
-            budget = remaining if capacity is None else np.minimum(remaining, capacity - lengths)
-            new_tokens = np.where(stopped, 0, budget).astype(np.int32)
-            if not new_tokens.any():
-                break
-            sequences, ends, now_stopped = (value.numpy() for value in decode(
-                ids, lengths, new_tokens, float(temperature), int(top_k), float(top_p),
-                np.array([seed, first_step], np.int32), stop_token_ids, int(pad_token_id),
-            ))
-            for row in range(len(rows)):
-                rows[row].extend(sequences[row, lengths[row] : ends[row]].tolist())
-            remaining -= ends - lengths
-            stopped |= now_stopped
-            if capacity is None:
-                break
-            # Full: continue from the last half of each sequence.
-            keep = max(capacity // 2, 1)
-            ids, lengths = generation.prepare_prompts([row[-keep:] for row in rows], pad_token_id)
-            first_step += capacity
-        return generation.prepare_prompts(rows, pad_token_id)[0]
-
-    def _decode_graph(self, *arguments):
-        return generation.decode(self, *arguments)
-
-    def _beam_search(self, ids, lengths, max_new_tokens, num_beams, stop_token_ids, pad_token_id):
-        if len(set(lengths.tolist())) != 1:
-            raise ValueError("Beam search needs prompts of equal length.")
-        if stop_token_ids.size:
-            raise ValueError("Beam search does not take `stop_token_ids`.")
-        if self.max_length is not None and ids.shape[1] + max_new_tokens > self.max_length:
-            raise ValueError(
-                f"Beam search is limited to max_length={self.max_length} tokens; the prompt "
-                f"({ids.shape[1]}) + max_new_tokens ({max_new_tokens}) is longer."
-            )
-        search = self._compiled(
-            "beam_search",
-            lambda prompt, beams, new, pad: generation.beam_search(self, prompt, beams, new, pad),
-            [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([], tf.int32),
-             tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)],
-        )
-        sequences, _ = search(ids, num_beams, max_new_tokens, pad_token_id)
-        return sequences.numpy()
-
-    def _compiled(self, name, function, input_signature, jit_compile=None):
-        """A `tf.function` built once per model and kept, so calls do not retrace
-        (XLA compiles once per input shape)."""
-        cache = self.__dict__.setdefault("_compiled_functions", {})
-        if name not in cache:
-            cache[name] = tf.function(function, input_signature=input_signature,
-                                      jit_compile=jit_compile)
-        return cache[name]
+        return self.decoder.generate(token_ids, max_new_tokens, temperature, top_k, top_p,
+                                     seed, stop_token_ids, num_beams, pad_token_id)
 
 
 def _has_quantize(layer):
