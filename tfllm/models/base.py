@@ -236,7 +236,8 @@ class LanguageModel(TrainableModel):
             inputs = inputs["token_ids"]
         check_token_ids(inputs)
         if len(inputs.shape) != 2:
-            raise ValueError(f"`token_ids` must have shape [B, T]; got shape {tuple(inputs.shape)}.")
+            raise ValueError(
+                f"`token_ids` must have shape [B, T]; got shape {tuple(inputs.shape)}.")
         return inputs, padding_mask
 
     def compile(self, optimizer="adamw", loss=None, **kwargs):
