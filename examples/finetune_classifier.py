@@ -29,7 +29,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="a short run for a first look")
     parser.add_argument("--size", choices=["quick", "default", "long"],
                         help="the preset (default: default, or quick with --quick); long "
-                             "pre-trains past the masked-LM's plateau (~45 minutes)")
+                             "pre-trains for 8000 steps (~1.5 hours on 2 cores)")
     parser.add_argument("--pretrained", help="the pre-training run (default runs/bert-quick "
                                              "or runs/bert-default)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the baselines")

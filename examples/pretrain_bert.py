@@ -1,7 +1,7 @@
 """Pre-train a small BERT on Shakespeare's plays with masked language modelling.
 
     python examples/pretrain_bert.py --quick       # a few minutes on 2 CPU cores
-    python examples/pretrain_bert.py               # the default run (~15 minutes)
+    python examples/pretrain_bert.py               # the default run (20-40 minutes)
     python examples/pretrain_bert.py --corpus my_texts/
 
 A WordPiece vocabulary is learned from the training plays; 15 % of the word pieces of
@@ -30,7 +30,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="a short run for a first look")
     parser.add_argument("--size", choices=["quick", "default", "long"],
                         help="the preset (default: default, or quick with --quick); long "
-                             "pre-trains past the masked-LM's plateau (~45 minutes)")
+                             "pre-trains for 8000 steps (~1.5 hours on 2 cores)")
     parser.add_argument("--corpus", default="shakespeare",
                         help="'shakespeare' (bundled, split by genre) or a .txt file, folder "
                              "or glob")

@@ -104,8 +104,8 @@ PRESETS = {
         },
     },
 }
-# BERT "long": the default pre-training for 8,000 steps. The masked-LM sits on a unigram
-# plateau (loss ~5.8) until about step 4,000, then learns to use context; ~50 minutes here.
+# BERT "long": the default pre-training for 8,000 steps (~1.5 hours here): more of the same
+# (with learned positions it was the run that got past the masked-LM's unigram plateau).
 PRESETS["bert"]["long"] = copy.deepcopy(PRESETS["bert"]["default"])
 PRESETS["bert"]["long"]["training"]["steps"] = 8000
 # Fine-tuning the long pre-training run: the default fine-tuning.
