@@ -1,4 +1,11 @@
-"""Training: strategies, the `model.fit` set-up for language models, runs, TensorBoard."""
+"""Training: strategies, settings, the job runner, the language-model and BERT jobs, runs.
+
+- `config`: `TrainingConfig`, the optimiser it makes, the precision it runs in;
+- `job`: `TrainingJob` and `run_job`, the runner every job shares (resume, logs, files);
+- `language_model`: the GPT / LSTM job (`train_and_evaluate`) and its pieces;
+- `bert`: masked-LM pre-training and classifier fine-tuning jobs; `baselines`;
+- `strategy`, `checkpoints`, `callbacks`, `schedules`, `runs`.
+"""
 
 from tfllm.training.callbacks import HParamsSummary, TextSamples, TrainingSummaries
 from tfllm.training.checkpoints import (
@@ -8,15 +15,13 @@ from tfllm.training.checkpoints import (
     restore_checkpoint,
     save_checkpoint,
 )
+from tfllm.constants import PRECISIONS
+from tfllm.training.config import TrainingConfig, make_optimizer, precision_scope
+from tfllm.training.job import FitOutcome, Stopwatch, TrainingJob, finish_job, run_job
 from tfllm.training.language_model import (
-    PRECISIONS,
-    Stopwatch,
-    TrainingConfig,
     compile_language_model,
     fit_language_model,
     held_out_loss,
-    make_optimizer,
-    precision_scope,
     train_and_evaluate,
 )
 from tfllm.presets import PRESETS, preset
@@ -37,14 +42,17 @@ __all__ = [
     "STRATEGY_NAMES",
     "CheckpointError",
     "CheckpointEveryEpoch",
+    "FitOutcome",
     "HParamsSummary",
     "Stopwatch",
     "TextSamples",
     "TrainingConfig",
+    "TrainingJob",
     "TrainingSummaries",
     "WarmupCosineDecay",
     "compile_language_model",
     "describe_strategy",
+    "finish_job",
     "fit_language_model",
     "held_out_loss",
     "jit_compile_for",
@@ -55,6 +63,7 @@ __all__ = [
     "preset",
     "resolve_strategy",
     "restore_checkpoint",
+    "run_job",
     "save_checkpoint",
     "save_run",
     "train_and_evaluate",

@@ -31,8 +31,9 @@ from tfllm.metrics import classification_report, confusion_matrix_markdown
 from tfllm.training.callbacks import summary_writer
 from tfllm.training.checkpoints import KeepBestWeights
 from tfllm.runs import RunDirectory
-from tfllm.training.language_model import fit_in_run, make_optimizer
-from tfllm.training.runs import save_run
+from tfllm.training.baselines import bag_of_words_baseline, majority_baseline  # noqa: F401
+from tfllm.training.config import make_optimizer
+from tfllm.training.job import TrainingJob, finish_job, run_job
 from tfllm.training.strategy import is_chief, jit_compile_for, with_data_sharding
 
 #: Seed of the masks of held-out masked-LM scores: every score uses the same masks.
@@ -118,7 +119,7 @@ def fill_masks_sample(model, tokenizer, text, sequence_length, seed=7):
 
 
 def _fit(train_data_for, validation_data, config, verbose):
-    """A `fit(model, callbacks, initial_step)` for `fit_in_run` over these datasets."""
+    """A `fit(model, callbacks, initial_step)` hook (`TrainingJob.fit`) over these datasets."""
 
     def fit(model, callbacks, initial_step):
         history = model.fit(
@@ -159,7 +160,6 @@ def pretrain_masked_lm(model, corpus, tokenizer, config, run_directory=None, *, 
         A dict of figures: held-out masked-LM loss and accuracy before (`initial_...`) and
         after training, time and tokens per second.
     """
-    run = RunDirectory(run_directory) if run_directory is not None else None
     streams = {split: encode_pieces(tokenizer, corpus.documents(split))
                for split in ("train", "validation", "test")}
     length = config.sequence_length
@@ -173,13 +173,44 @@ def pretrain_masked_lm(model, corpus, tokenizer, config, run_directory=None, *, 
     builder = model if not isinstance(model, keras.Model) else (lambda: model)
     initial = {}
 
-    def build():
+    def create_model():
         created = builder()
         # The score of the initial weights (the seed makes them the same on resuming).
         for split in held_out:
             initial[split] = masked_lm_score(created, streams[split], tokenizer, length,
                                              config.batch_size)
         return created
+
+    job = TrainingJob(
+        create_model=create_model, compile_model=compile_masked_lm,
+        fit=_fit(*_masked_lm_data(streams, tokenizer, config, held_out), config, verbose),
+        tokens_per_step=config.batch_size * length, run_config={"job": "masked_lm"},
+        hparams_metrics=("loss", "accuracy", "val_loss", "val_accuracy",
+                         "heldout_validation_loss", "heldout_test_loss"),
+        sample=(None if not sample_text else
+                lambda trained: fill_masks_sample(trained, tokenizer, sample_text, length)))
+    outcome = run_job(job, config, tokenizer, run_directory, strategy=strategy, resume=resume,
+                      print_function=print_function)
+    metrics = outcome.figures(config)
+    for split in held_out:
+        metrics[f"initial_{split}_loss"], metrics[f"initial_{split}_accuracy"] = initial[split]
+        loss, accuracy = masked_lm_score(outcome.model, streams[split], tokenizer, length,
+                                         config.batch_size)
+        metrics[f"{split}_loss"], metrics[f"{split}_accuracy"] = loss, accuracy
+        print_function(
+            f"Held-out {split} masked-LM loss over {len(corpus.documents(split))} plays: "
+            f"{loss:.3f} nats per masked piece (before training {initial[split][0]:.3f}), "
+            f"accuracy {accuracy:.1%}.")
+    print_function(f"Trained in {metrics['training_seconds']:.0f} s, "
+                   f"{metrics['tokens_per_second']:,.0f} tokens/s.")
+    finish_job(outcome, tokenizer, metrics, print_function=print_function,
+               held_out={f"heldout_{split}_loss": metrics[f"{split}_loss"] for split in held_out})
+    return metrics
+
+
+def _masked_lm_data(streams, tokenizer, config, held_out):
+    """`(train_data(initial_step), validation data or None)` of masked-LM pre-training."""
+    length = config.sequence_length
 
     def train_data(initial_step):
         data = masked_lm_dataset(streams["train"], tokenizer, length, config.batch_size,
@@ -193,40 +224,7 @@ def pretrain_masked_lm(model, corpus, tokenizer, config, run_directory=None, *, 
             streams["validation"], tokenizer, length, config.batch_size, shuffle=False,
             seed=HELD_OUT_MASK_SEED, drop_remainder=False,
             max_predictions=predictions_per_sequence(length)).take(config.validation_batches)
-    sample_fn = None
-    if sample_text:
-        sample_fn = lambda trained: fill_masks_sample(trained, tokenizer, sample_text, length)  # noqa: E731
-    strategy = strategy or tf.distribute.get_strategy()
-    outcome = fit_in_run(
-        build, compile_masked_lm, _fit(train_data, validation_data, config, verbose), config,
-        tokenizer, run, strategy=strategy, resume=resume,
-        tokens_per_step=config.batch_size * length, run_config={"job": "masked_lm"},
-        hparams_metrics=("loss", "accuracy", "val_loss", "val_accuracy",
-                         "heldout_validation_loss", "heldout_test_loss"),
-        sample_fn=sample_fn, print_function=print_function,
-    )
-    trained, hparams = outcome.model, outcome.hparams
-    metrics = outcome.figures(config)
-    for split in held_out:
-        metrics[f"initial_{split}_loss"], metrics[f"initial_{split}_accuracy"] = initial[split]
-        loss, accuracy = masked_lm_score(trained, streams[split], tokenizer, length,
-                                         config.batch_size)
-        metrics[f"{split}_loss"], metrics[f"{split}_accuracy"] = loss, accuracy
-        before = f" (before training {initial[split][0]:.3f})"
-        print_function(
-            f"Held-out {split} masked-LM loss over {len(corpus.documents(split))} plays: "
-            f"{loss:.3f} nats per masked piece{before}, accuracy {accuracy:.1%}."
-        )
-    print_function(f"Trained in {metrics['training_seconds']:.0f} s, "
-                   f"{metrics['tokens_per_second']:,.0f} tokens/s.")
-    if hparams is not None:
-        hparams.write_metrics({f"heldout_{split}_loss": metrics[f"{split}_loss"]
-                               for split in held_out})
-        hparams.close()
-    if run is not None and is_chief(strategy):
-        save_run(run, trained, tokenizer, metrics=metrics)
-        print_function(f"Saved the run to {run.path}/")
-    return metrics
+    return train_data, validation_data
 
 
 def finetune_classifier(model, passages, tokenizer, config, class_names, run_directory=None,
@@ -255,7 +253,6 @@ def finetune_classifier(model, passages, tokenizer, config, class_names, run_dir
         A dict: `{split}: classification_report(...)` for each held-out split, time, and
         the fraction of passages truncated.
     """
-    run = RunDirectory(run_directory) if run_directory is not None else None
     texts, labels = passages["train"]
     length = config.sequence_length
     print_function(
@@ -272,50 +269,50 @@ def finetune_classifier(model, passages, tokenizer, config, class_names, run_dir
     if "validation" in passages:
         validation_data = classification_dataset(
             *passages["validation"], tokenizer, length, config.batch_size)
-    strategy = strategy or tf.distribute.get_strategy()
     keep_best = KeepBestWeights("val_accuracy") if validation_data is not None else None
-    outcome = fit_in_run(
-        model, compile_classifier, _fit(train_data, validation_data, config, verbose), config,
-        tokenizer, run, strategy=strategy, resume=resume,
+    job = TrainingJob(
+        create_model=model, compile_model=compile_classifier,
+        fit=_fit(train_data, validation_data, config, verbose),
         tokens_per_step=config.batch_size * length,
         run_config={"job": "classifier", "class_names": list(class_names), **(run_config or {})},
         hparams_metrics=("loss", "accuracy", "val_loss", "val_accuracy",
                          "heldout_validation_macro_f1", "heldout_test_macro_f1",
                          "heldout_test_accuracy"),
-        callbacks=[keep_best] if keep_best is not None else [],
-        print_function=print_function,
-    )
-    trained, hparams = outcome.model, outcome.hparams
+        callbacks=(keep_best,) if keep_best is not None else ())
+    outcome = run_job(job, config, tokenizer, run_directory, strategy=strategy, resume=resume,
+                      print_function=print_function)
     metrics = {**outcome.figures(config), "class_names": list(class_names)}
     if keep_best is not None and keep_best.best_epoch is not None:
         metrics["best_epoch"] = keep_best.best_epoch
         print_function(f"Kept the weights of epoch {keep_best.best_epoch} of {config.epochs}, "
                        f"the best on the validation plays (accuracy {keep_best.best:.3f}).")
+    metrics.update(_held_out_reports(outcome.model, passages, tokenizer, length, class_names,
+                                     print_function))
+    held_out = {f"heldout_{split}_macro_f1": metrics[split]["macro_f1"]
+                for split in ("validation", "test") if split in metrics}
+    if "test" in metrics:
+        held_out["heldout_test_accuracy"] = metrics["test"]["accuracy"]
+    if outcome.run is not None and is_chief(outcome.strategy):
+        write_confusion_matrices(outcome.run.logs, metrics, config.epochs * config.epoch_steps)
+    finish_job(outcome, tokenizer, metrics, held_out=held_out, print_function=print_function)
+    return metrics
+
+
+def _held_out_reports(model, passages, tokenizer, length, class_names, print_function):
+    """`{split: classification_report}` of the held-out passages (truncated as encoded)."""
+    reports = {}
     for split in ("validation", "test"):
         if split not in passages:
             continue
         held_texts, held_labels = passages[split]
         ids, truncated = encode_passages(tokenizer, held_texts, length)
-        probabilities = _probabilities(trained, ids)
+        probabilities = _probabilities(model, ids)
         report = classification_report(held_labels, probabilities.argmax(-1), class_names)
         report["truncated_fraction"] = float(np.mean(truncated.numpy()))
-        metrics[split] = report
+        reports[split] = report
         print_function(f"Held-out {split}: accuracy {report['accuracy']:.3f}, macro-F1 "
                        f"{report['macro_f1']:.3f} over {report['count']} passages.")
-    if hparams is not None:
-        values = {f"heldout_{split}_macro_f1": metrics[split]["macro_f1"]
-                  for split in ("validation", "test") if split in metrics}
-        if "test" in metrics:
-            values["heldout_test_accuracy"] = metrics["test"]["accuracy"]
-        hparams.write_metrics(values)
-        hparams.close()
-        if is_chief(strategy):
-            write_confusion_matrices(run.logs, metrics,
-                                     config.epochs * config.epoch_steps)
-    if run is not None and is_chief(strategy):
-        save_run(run, trained, tokenizer, metrics=metrics)
-        print_function(f"Saved the run to {run.path}/")
-    return metrics
+    return reports
 
 
 def write_confusion_matrices(log_dir, reports, step, tag="confusion_matrix"):
@@ -329,67 +326,6 @@ def write_confusion_matrices(log_dir, reports, step, tag="confusion_matrix"):
                         f"{report['macro_f1']:.3f}\n\n" + confusion_matrix_markdown(report))
                 tf.summary.text(f"{tag}/{split}", text, step=step)
     writer.flush()
-
-
-def majority_baseline(train_labels, labels, class_names):
-    """The report of always predicting the most frequent training class."""
-    majority = int(np.bincount(np.asarray(train_labels), minlength=len(class_names)).argmax())
-    return classification_report(labels, np.full(len(labels), majority), class_names)
-
-
-def bag_of_words_baseline(train, held_out, class_names, validation=None, max_words=20000,
-                          l2_strengths=(1e-5, 1e-4, 1e-3), epochs=30, seed=1):
-    """A bag-of-words logistic regression: TF-IDF word features → softmax.
-
-    Texts are normalised with `tfllm.data.text.normalize_text` (lower case, words only,
-    stop words removed); the vocabulary holds the `max_words` most frequent training
-    words. The L2 strength is chosen by macro-F1 on `validation` (when given).
-
-    Args:
-        train: `(texts, labels)` to fit on.
-        held_out: `(texts, labels)` to report on.
-        class_names: the class names.
-        validation: `(texts, labels)` for choosing the L2 strength.
-
-    Returns:
-        `(report on held_out, chosen L2 strength)`.
-    """
-    from tfllm.data.text import normalize_text
-
-    def features(texts):
-        return tf.constant([normalize_text(text, remove_stop_words=True) for text in texts])
-
-    train_texts = features(train[0])
-    vectorizer = keras.layers.TextVectorization(
-        max_tokens=max_words, standardize=None, split="whitespace", output_mode="tf_idf")
-    vectorizer.adapt(train_texts)
-    train_x = vectorizer(train_texts)
-    train_y = np.asarray(train[1], np.int32)
-
-    def fit(l2):
-        keras.utils.set_random_seed(seed)
-        model = keras.Sequential([
-            keras.Input((train_x.shape[1],)),
-            keras.layers.Dense(len(class_names),
-                               kernel_regularizer=keras.regularizers.L2(l2)),
-        ])
-        model.compile(optimizer=keras.optimizers.Adam(1e-2),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        model.fit(train_x, train_y, batch_size=256, epochs=epochs, verbose=0, shuffle=True)
-        return model
-
-    def report(model, split):
-        logits = model(vectorizer(features(split[0])), training=False)
-        return classification_report(split[1], np.argmax(logits, -1), class_names)
-
-    candidates = list(l2_strengths) if validation is not None else [l2_strengths[0]]
-    best = None
-    for l2 in candidates:
-        model = fit(l2)
-        score = report(model, validation)["macro_f1"] if validation is not None else 0.0
-        if best is None or score > best[0]:
-            best = (score, l2, model)
-    return report(best[2], held_out), best[1]
 
 
 def pretraining_job(corpus, vocabulary_size, model_settings, config, run_directory, *,
@@ -426,6 +362,49 @@ def pretraining_job(corpus, vocabulary_size, model_settings, config, run_directo
     )
 
 
+def _pretraining_run(directory):
+    """`(RunDirectory, WordPieceTokenizer)` of a masked-LM pre-training run, checked."""
+    from tfllm.data.wordpiece import WordPieceTokenizer
+
+    run = RunDirectory(directory)
+    if not run.has_tokenizer():
+        raise FileNotFoundError(
+            f"{run.path} is not a pre-training run (no {run.TOKENIZER}); run "
+            "examples/pretrain_bert.py or `tfllm train --model bert` first."
+        )
+    if run.model_class() != "BertMaskedLM":
+        raise ValueError(f"{run.path} holds a {run.model_class()}, not a "
+                         "BertMaskedLM pre-training run.")
+    return run, WordPieceTokenizer.load(run.tokenizer_file)
+
+
+def _genre_passages(corpus, passage_length, print_function):
+    """`{split: (texts, labels)}` of the plays' passages, their class balance printed."""
+    from tfllm.data.genres import class_balance, labelled_passages
+
+    passages = {}
+    for split in ("train", "validation", "test"):
+        texts, labels, _ = labelled_passages(corpus.documents(split), passage_length)
+        passages[split] = (texts, labels)
+        balance = ", ".join(f"{name} {count} ({fraction:.0%})"
+                            for name, (count, fraction) in class_balance(labels).items())
+        print_function(f"{split}: {len(corpus.documents(split))} plays, {len(texts)} "
+                       f"passages: {balance}")
+    return passages
+
+
+def _comparison_table(results):
+    """The Markdown table of the test plays: the classifier and its baselines."""
+    lines = ["| test plays | accuracy | macro-F1 |", "|---|---|---|",
+             _report_line("pre-trained BERT classifier", results["pretrained"])]
+    for key, name in (("no_pretraining", "same classifier, no pre-training"),
+                      ("bag_of_words", "bag-of-words logistic regression"),
+                      ("majority", "majority class")):
+        if key in results:
+            lines.append(_report_line(name, results[key]))
+    return "\n".join(lines)
+
+
 def _report_line(name, report):
     return f"| {name} | {report['accuracy']:.3f} | {report['macro_f1']:.3f} |"
 
@@ -456,30 +435,12 @@ def genre_classification_job(pretrained, classifier_settings, config, run_direct
         `{"pretrained": report, "majority": ..., "bag_of_words": ..., "no_pretraining": ...}`
         of the test plays, plus `"validation"` reports of the pre-trained classifier.
     """
-    from tfllm.data.genres import CLASS_NAMES, bundled_genre_split, class_balance, \
-        labelled_passages
-    from tfllm.data.wordpiece import WordPieceTokenizer
+    from tfllm.data.genres import CLASS_NAMES, bundled_genre_split
     from tfllm.models.bert import BertClassifier
 
-    pretrained = RunDirectory(pretrained)
-    if not pretrained.has_tokenizer():
-        raise FileNotFoundError(
-            f"{pretrained.path} is not a pre-training run (no {pretrained.TOKENIZER}); run "
-            "examples/pretrain_bert.py or `tfllm train --model bert` first."
-        )
-    if pretrained.model_class() != "BertMaskedLM":
-        raise ValueError(f"{pretrained.path} holds a {pretrained.model_class()}, not a "
-                         "BertMaskedLM pre-training run.")
-    tokenizer = WordPieceTokenizer.load(pretrained.tokenizer_file)
-    corpus = corpus if corpus is not None else bundled_genre_split()
-    passages = {}
-    for split in ("train", "validation", "test"):
-        texts, labels, _ = labelled_passages(corpus.documents(split), passage_length)
-        passages[split] = (texts, labels)
-        balance = ", ".join(f"{name} {count} ({fraction:.0%})"
-                            for name, (count, fraction) in class_balance(labels).items())
-        print_function(f"{split}: {len(corpus.documents(split))} plays, {len(texts)} "
-                       f"passages: {balance}")
+    pretrained, tokenizer = _pretraining_run(pretrained)
+    passages = _genre_passages(corpus if corpus is not None else bundled_genre_split(),
+                               passage_length, print_function)
     common = dict(strategy=strategy, resume=resume, print_function=print_function,
                   verbose=verbose)
     results = {}
@@ -508,14 +469,7 @@ def genre_classification_job(pretrained, classifier_settings, config, run_direct
             run_config={"pretrained": None, "passage_length": passage_length}, **common)
         results["no_pretraining"] = scratch["test"]
         results["seconds"]["no_pretraining"] = scratch["training_seconds"]
-    lines = ["| test plays | accuracy | macro-F1 |", "|---|---|---|",
-             _report_line("pre-trained BERT classifier", results["pretrained"])]
-    for key, name in (("no_pretraining", "same classifier, no pre-training"),
-                      ("bag_of_words", "bag-of-words logistic regression"),
-                      ("majority", "majority class")):
-        if key in results:
-            lines.append(_report_line(name, results[key]))
-    results["table"] = "\n".join(lines)
+    results["table"] = _comparison_table(results)
     print_function(results["table"])
     if run_directory is not None:
         RunDirectory(run_directory).write_comparison(results)

@@ -1,142 +1,27 @@
 """Training and evaluating next-token language models with `model.fit`.
 
-`train_and_evaluate` is the whole job behind `tfllm train` and the example
-scripts: it builds the model in the strategy's scope, trains it with
-`model.fit` from the last checkpoint of its run directory (if any), writes
-TensorBoard logs, scores the held-out documents, samples text and saves the
-run. The pieces (`TrainingConfig`, `compile_language_model`,
-`fit_language_model`, `held_out_loss`) are there for your own loops.
+`train_and_evaluate` is the job behind `tfllm train --model gpt | lstm` and the example
+scripts: it builds the model in the strategy's scope, trains it with `model.fit` from the
+last checkpoint of its run directory (if any), writes TensorBoard logs, scores the
+held-out documents, samples text and saves the run (through `tfllm.training.job`). The
+pieces (`compile_language_model`, `fit_language_model`, `held_out_loss`) are there for
+your own loops; the settings are `tfllm.training.config.TrainingConfig`.
 """
 
-import contextlib
-import dataclasses
 import math
-import time
+import weakref
 
-import keras
-import tensorflow as tf
 
-from tfllm.constants import PRECISIONS
+from tfllm.constants import PRECISIONS  # noqa: F401  (re-exported)
 from tfllm.data.datasets import encode_documents, language_model_dataset
 from tfllm.generation import generate_text
-from tfllm.layers.validation import check_positive_int
 from tfllm.metrics import Perplexity
-from tfllm.training.callbacks import HParamsSummary, TextSamples, TrainingSummaries
-from tfllm.training.checkpoints import (
-    CheckpointError,
-    CheckpointEveryEpoch,
-    list_checkpoints,
-    restore_checkpoint,
-)
-from tfllm.runs import RunDirectory
-from tfllm.training.runs import save_run
-from tfllm.training.schedules import WarmupCosineDecay
-from tfllm.training.strategy import (
-    describe_strategy,
-    is_chief,
-    jit_compile_for,
-    with_data_sharding,
-)
+from tfllm.training.config import TrainingConfig, make_optimizer, precision_scope  # noqa: F401
+from tfllm.training.job import FitOutcome, Stopwatch, TrainingJob, finish_job, run_job  # noqa: F401
+from tfllm.training.strategy import jit_compile_for, with_data_sharding
 
-
-
-
-@dataclasses.dataclass
-class TrainingConfig:
-    """How to train: window, batch, length of training, optimiser and precision.
-
-    Attributes:
-        sequence_length: tokens per training window `T`.
-        batch_size: windows per step: the global batch, split between the
-            replicas of a `tf.distribute` strategy.
-        steps: optimiser steps in total.
-        steps_per_epoch: steps between validations, checkpoints, text samples
-            and epoch summaries.
-        peak_learning_rate: AdamW's rate after warm-up.
-        warmup_steps: steps of linear warm-up (then cosine decay to 10 %).
-        weight_decay: AdamW's decoupled weight decay; not applied to biases
-            and normalisation parameters.
-        clip_norm: global gradient-norm clipping (see the README on clipping
-            under several replicas).
-        jit_compile: compile train steps with XLA where the strategy allows
-            (one replica); faster for the GPT on this CPU, slower for the LSTM.
-        precision: `"float32"`, `"mixed_bfloat16"` or `"mixed_float16"`
-            (Keras adds dynamic loss scaling for the latter).
-        validation_batches: batches of held-out text scored after each epoch
-            (the full held-out score comes from `held_out_loss`).
-        seed: seed of the initial weights, window offsets and order.
-    """
-
-    sequence_length: int = 256
-    batch_size: int = 32
-    steps: int = 2000
-    steps_per_epoch: int = 200
-    peak_learning_rate: float = 1e-3
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
-    clip_norm: float = 1.0
-    jit_compile: bool = True
-    precision: str = "float32"
-    validation_batches: int = 16
-    seed: int = 1
-
-    def __post_init__(self):
-        for name in ("sequence_length", "batch_size", "steps", "steps_per_epoch",
-                     "validation_batches"):
-            check_positive_int(name, getattr(self, name))
-        if not self.peak_learning_rate > 0:
-            raise ValueError(f"`peak_learning_rate` must be positive; got {self.peak_learning_rate}.")
-        if self.warmup_steps >= self.steps:
-            raise ValueError(
-                f"`warmup_steps` ({self.warmup_steps}) must be smaller than `steps` ({self.steps})."
-            )
-        if not self.weight_decay >= 0:
-            raise ValueError(f"`weight_decay` must be >= 0; got {self.weight_decay}.")
-        if self.clip_norm is not None and not self.clip_norm > 0:
-            raise ValueError(f"`clip_norm` must be positive or None; got {self.clip_norm}.")
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"Unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}."
-            )
-
-    @property
-    def epochs(self):
-        """Epochs of `fit`: `steps` rounded up to whole epochs."""
-        return max(1, math.ceil(self.steps / self.steps_per_epoch))
-
-    @property
-    def epoch_steps(self):
-        """Steps in each epoch, so that `epochs * epoch_steps` covers `steps`."""
-        return math.ceil(self.steps / self.epochs)
-
-
-@contextlib.contextmanager
-def precision_scope(precision):
-    """Layers created inside use the Keras dtype policy `precision`."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
-def make_optimizer(config):
-    """AdamW with warm-up + cosine decay, clipping, and no decay on norms / biases."""
-    schedule = WarmupCosineDecay(
-        config.peak_learning_rate,
-        warmup_steps=config.warmup_steps,
-        decay_steps=config.steps - config.warmup_steps,
-    )
-    optimizer = keras.optimizers.AdamW(
-        learning_rate=schedule,
-        weight_decay=config.weight_decay,
-        beta_2=0.99,
-        global_clipnorm=config.clip_norm,
-    )
-    # Decaying LayerNorm scales and biases towards 0 only hurts.
-    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-    return optimizer
+#: The TrainingConfig each model was compiled for by `compile_language_model`.
+_COMPILED_FOR = weakref.WeakKeyDictionary()
 
 
 def compile_language_model(model, config, strategy=None):
@@ -153,7 +38,7 @@ def compile_language_model(model, config, strategy=None):
             metrics=[Perplexity()],
             jit_compile=jit_compile_for(strategy, config.jit_compile),
         )
-    model._tfllm_training_config = config  # what `fit_language_model` checks
+    _COMPILED_FOR[model] = config  # what `fit_language_model` checks
     return model
 
 
@@ -203,7 +88,7 @@ def fit_language_model(model, train_ids, validation_ids, config, callbacks=None,
     Returns:
         The Keras `History` of the run.
     """
-    if not model.compiled or getattr(model, "_tfllm_training_config", None) != config:
+    if not model.compiled or _COMPILED_FOR.get(model) != config:
         compile_language_model(model, config)
     if initial_step % config.epoch_steps:
         raise ValueError(
@@ -238,79 +123,6 @@ def held_out_loss(model, token_ids, sequence_length, batch_size=32):
         with model.distribute_strategy.scope():
             model.compile()
     return float(model.evaluate(data, verbose=0, return_dict=True)["loss"])
-
-
-class Stopwatch(keras.callbacks.Callback):
-    """Measures a `fit` run: total seconds, and tokens per second of training.
-
-    The first step traces and compiles the train function, so throughput is
-    measured from its end; `seconds` is the whole run, validation included.
-    """
-
-    def __init__(self, tokens_per_step):
-        super().__init__()
-        self.tokens_per_step = tokens_per_step
-        self.seconds = 0.0
-        self.steps = 0
-        self._training_seconds = 0.0
-
-    def on_train_begin(self, logs=None):
-        self._start = time.perf_counter()
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._step_start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.steps += 1
-        if self.steps > 1:
-            self._training_seconds += time.perf_counter() - self._step_start
-
-    def on_train_end(self, logs=None):
-        self.seconds = time.perf_counter() - self._start
-
-    @property
-    def tokens_per_second(self):
-        """Training tokens per second, the first (compiling) step left out."""
-        if self.steps < 2:
-            return 0.0
-        return (self.steps - 1) * self.tokens_per_step / max(self._training_seconds, 1e-9)
-
-
-def _training_differences(saved, current):
-    return [
-        f"{key}: saved {saved.get(key)!r}, now {current.get(key)!r}"
-        for key in sorted(set(saved) | set(current))
-        if saved.get(key) != current.get(key)
-    ]
-
-
-def _check_resumable(run, config, tokenizer):
-    """The latest checkpoint of `run` if this training can continue it, else an error."""
-    checkpoints = list_checkpoints(run.checkpoints)
-    if not checkpoints:
-        return None
-    step, path = checkpoints[-1]
-    try:
-        saved_training = run.read_config()["training"]
-        saved_vocabulary = run.read_tokenizer_json()
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(
-            f"{run.path} holds checkpoints but its {run.CONFIG} or {run.TOKENIZER} cannot "
-            f"be read ({error}); start a new run directory."
-        ) from None
-    differences = _training_differences(saved_training, dataclasses.asdict(config))
-    if differences:
-        raise CheckpointError(
-            f"{run.path} was started with other training settings "
-            f"({'; '.join(differences)}). Resume with the settings it was started with, or "
-            "use a new run directory."
-        )
-    if saved_vocabulary.get("vocabulary") != tokenizer.vocabulary:
-        raise CheckpointError(
-            f"{run.path} was trained with another vocabulary (another corpus?); resume it "
-            "with the corpus it was started with, or use a new run directory."
-        )
-    return step, path
 
 
 def train_and_evaluate(
@@ -370,12 +182,10 @@ def train_and_evaluate(
             cannot continue (other settings, corrupted files), or `resume` is
             False and the run directory holds checkpoints.
     """
-    strategy = strategy or tf.distribute.get_strategy()
-    run = RunDirectory(run_directory) if run_directory is not None else None
     streams = {split: encode_documents(tokenizer, corpus.documents(split)) for split in
                ("train", "validation", "test")}
-    held_out = {split: len(streams[split]) > config.sequence_length
-                for split in ("validation", "test")}
+    held_out = [split for split in ("validation", "test")
+                if len(streams[split]) > config.sequence_length]
     tokens_per_step = config.batch_size * config.sequence_length
     print_function(
         f"Training on {len(streams['train']):,} tokens for {config.steps} steps of "
@@ -386,174 +196,33 @@ def train_and_evaluate(
 
     def fit(model, callbacks, initial_step):
         history = fit_language_model(
-            model, streams["train"], streams["validation"] if held_out["validation"] else None,
+            model, streams["train"], streams["validation"] if "validation" in held_out else None,
             config, callbacks=callbacks, verbose=verbose, initial_step=initial_step)
         return history.history.get("loss", [])
 
-    def sample(model):
-        return generate_text(model, tokenizer, prompt, max_new_tokens=min(sample_length, 200),
+    def sample(model, length=min(sample_length, 200)):
+        return generate_text(model, tokenizer, prompt, max_new_tokens=length,
                              temperature=temperature, seed=1)
 
-    outcome = fit_in_run(
-        model, compile_language_model, fit, config, tokenizer, run, strategy=strategy,
-        resume=resume, tokens_per_step=tokens_per_step, sample_fn=sample, run_config=run_config,
+    job = TrainingJob(
+        create_model=model, compile_model=compile_language_model, fit=fit,
+        tokens_per_step=tokens_per_step, sample=sample, run_config=dict(run_config or {}),
         hparams_metrics=("loss", "perplexity", "val_loss", "val_perplexity",
-                         "heldout_validation_loss", "heldout_test_loss"),
-        print_function=print_function,
-    )
-    model, hparams = outcome.model, outcome.hparams
+                         "heldout_validation_loss", "heldout_test_loss"))
+    outcome = run_job(job, config, tokenizer, run_directory, strategy=strategy, resume=resume,
+                      print_function=print_function)
     metrics = outcome.figures(config)
     if outcome.losses:
         metrics["train_loss_last_epoch"] = float(outcome.losses[-1])
-    for split in ("validation", "test"):
-        if held_out[split]:
-            metrics[f"{split}_loss"] = held_out_loss(
-                model, streams[split], config.sequence_length, config.batch_size
-            )
-            print_function(
-                f"Held-out {split} loss over {len(corpus.documents(split))} whole documents: "
-                f"{metrics[f'{split}_loss']:.4f} nats/token "
-                f"(perplexity {math.exp(metrics[f'{split}_loss']):.2f})"
-            )
-    print_function(
-        f"Trained in {metrics['training_seconds']:.0f} s, "
-        f"{metrics['tokens_per_second']:,.0f} tokens/s."
-    )
-    if hparams is not None:
-        hparams.write_metrics({f"heldout_{split}_loss": metrics[f"{split}_loss"]
-                               for split in ("validation", "test") if held_out[split]})
-        hparams.close()
-    metrics["sample"] = generate_text(
-        model, tokenizer, prompt, max_new_tokens=sample_length, temperature=temperature, seed=1
-    )
+    for split in held_out:
+        metrics[f"{split}_loss"] = loss = held_out_loss(
+            outcome.model, streams[split], config.sequence_length, config.batch_size)
+        print_function(f"Held-out {split} loss over {len(corpus.documents(split))} whole "
+                       f"documents: {loss:.4f} nats/token (perplexity {math.exp(loss):.2f})")
+    print_function(f"Trained in {metrics['training_seconds']:.0f} s, "
+                   f"{metrics['tokens_per_second']:,.0f} tokens/s.")
+    metrics["sample"] = sample(outcome.model, sample_length)
     print_function("Sample:\n" + metrics["sample"])
-    if run is not None and is_chief(strategy):
-        save_run(run, model, tokenizer, metrics=metrics)
-        print_function(f"Saved the run to {run.path}/")
+    finish_job(outcome, tokenizer, metrics, print_function=print_function,
+               held_out={f"heldout_{split}_loss": metrics[f"{split}_loss"] for split in held_out})
     return metrics
-
-
-@dataclasses.dataclass
-class FitOutcome:
-    """What `fit_in_run` hands back: the trained model and how its training went."""
-
-    model: keras.Model
-    stopwatch: Stopwatch
-    hparams: HParamsSummary | None  # still open: write held-out metrics, then close it
-    initial_step: int
-    losses: list
-
-    def figures(self, config):
-        """The run's basic figures: steps, where it resumed, seconds and tokens/s."""
-        return {
-            "steps": config.epochs * config.epoch_steps,
-            "resumed_from_step": self.initial_step,
-            "training_seconds": round(self.stopwatch.seconds, 1),
-            "tokens_per_second": round(self.stopwatch.tokens_per_second, 1),
-        }
-
-
-def fit_in_run(model, compile_model, fit, config, tokenizer, run=None, *, strategy=None,
-               resume=True, tokens_per_step, hparams_metrics, run_config=None, sample_fn=None,
-               callbacks=(), print_function=print):
-    """The part every training job shares: model in the strategy's scope, resuming, logs.
-
-    Creates and compiles the model in `strategy.scope()` and `config.precision`; restores
-    the run's latest checkpoint (after checking that it was written with the same
-    settings and vocabulary); writes `config.json` (with `run_config` added) and the
-    tokenizer; then calls `fit(model, callbacks, initial_step)`, which runs `model.fit`
-    with the callbacks (tokens/s, TensorBoard summaries, text samples from `sample_fn`,
-    HParams, history.csv and a checkpoint per epoch) from `initial_step` on, and returns
-    the per-epoch training losses.
-
-    Args:
-        model: a function of no arguments that creates the model, or a model created in
-            `strategy.scope()`.
-        compile_model: `compile_model(model, config, strategy)`.
-        fit: `fit(model, callbacks, initial_step)` → list of epoch losses.
-        config: the `TrainingConfig`.
-        tokenizer: the run's tokenizer (saved with the run, compared on resuming).
-        run: the run directory (a path or a `tfllm.runs.RunDirectory`), or None to keep
-            nothing.
-        callbacks: more Keras callbacks, run before the ones that log and checkpoint.
-
-    Returns:
-        A `FitOutcome`.
-    """
-    strategy = strategy or tf.distribute.get_strategy()
-    chief = is_chief(strategy)
-    run = None if run is None else RunDirectory(run)
-    latest = None
-    if run is not None:
-        latest = _check_resumable(run, config, tokenizer)
-        if latest is not None and not resume:
-            raise CheckpointError(
-                f"{run.path} already holds checkpoints (the latest at step {latest[0]}); resume "
-                "it, or choose another run directory."
-            )
-    keras.utils.set_random_seed(config.seed)  # the same initial weights on every worker
-    with strategy.scope(), precision_scope(config.precision):
-        if not isinstance(model, keras.Model):
-            model = model()
-        if strategy.num_replicas_in_sync > 1 and model._distribute_strategy is not strategy:
-            raise ValueError(
-                "The model was created outside the strategy's scope; pass a function that "
-                "creates it, or create it in `strategy.scope()`."
-            )
-        compile_model(model, config, strategy)
-    print_function(f"Strategy: {describe_strategy(strategy)}.")
-
-    initial_step = 0
-    if latest is not None:
-        step, path = latest
-        with strategy.scope():
-            if not model.built:
-                model.build((None, None))
-            restore_checkpoint(path, model)
-        initial_step = step
-        print_function(f"Resuming {run.path} from its checkpoint at step {step}.")
-    if run is not None and chief:
-        run.write_config({
-            "model_class": type(model).__name__,
-            "model": model.get_config(),
-            "training": dataclasses.asdict(config),
-            **(run_config or {}),
-        })
-        run.save_tokenizer(tokenizer)
-
-    stopwatch = Stopwatch(tokens_per_step)
-    callbacks = [stopwatch, keras.callbacks.TerminateOnNaN(), *callbacks]
-    hparams = None
-    if run is not None:
-        logs = run.logs
-        hparams = HParamsSummary(
-            logs,
-            {"model": {"class": type(model).__name__, **_plain(model.get_config())},
-             "training": dataclasses.asdict(config),
-             "replicas": strategy.num_replicas_in_sync},
-            metrics=hparams_metrics,
-            trial_id=run.name,
-        )
-        callbacks += [TrainingSummaries(logs, tokens_per_step,
-                                        update_freq=min(10, config.epoch_steps))]
-        if sample_fn is not None:
-            callbacks.append(TextSamples(logs, lambda: sample_fn(model)))
-        callbacks.append(hparams)
-        if chief:
-            # Before the checkpoint: a kill between the two repeats an epoch's row
-            # on resuming rather than losing it.
-            callbacks.append(keras.callbacks.CSVLogger(str(run.history_file), append=True))
-        callbacks.append(CheckpointEveryEpoch(run.checkpoints, config.epoch_steps))
-
-    losses = []
-    if initial_step >= config.epochs * config.epoch_steps:
-        print_function(f"{run.path} has finished training; evaluating it again.")
-    else:
-        losses = fit(model, callbacks, initial_step)
-    return FitOutcome(model, stopwatch, hparams, initial_step, list(losses))
-
-
-def _plain(config):
-    """The JSON-friendly scalars of a model config, for the HParams dashboard."""
-    return {key: value for key, value in config.items()
-            if isinstance(value, (bool, int, float, str)) and key not in ("name", "trainable")}
