@@ -56,10 +56,10 @@ with quiet_native_stderr():
     tf.constant(0.0).numpy()
 
 try:
-    from tfllm.models import BertMaskedLM
+    from tfllm.models import BertEncoder, BertMaskedLM
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tfllm.models import BertMaskedLM
+    from tfllm.models import BertEncoder, BertMaskedLM
 
 
 def parse_args(argv=None):
@@ -120,10 +120,10 @@ def main(argv=None):
     for xla in (False, True):
         suffix = " + XLA" if xla else ""
         keras.utils.set_random_seed(1)
-        ours = BertMaskedLM(vocabulary_size=args.vocabulary_size, max_length=T,
-                            num_layers=args.num_layers, num_heads=args.num_heads,
-                            hidden_dim=args.hidden_dim, intermediate_dim=args.intermediate_dim,
-                            dropout=0.0)
+        ours = BertMaskedLM(BertEncoder(
+            vocabulary_size=args.vocabulary_size, max_length=T, num_layers=args.num_layers,
+            num_heads=args.num_heads, hidden_dim=args.hidden_dim,
+            intermediate_dim=args.intermediate_dim, dropout=0.0))
         contenders.append(Contender(
             "tfllm BERT" + suffix, "tfllm", compile_model(ours, xla),
             {"token_ids": token_ids, "mask_positions": positions}, labels, weights))

@@ -13,7 +13,7 @@ import pytest
 
 from tfllm.data import WordPieceTokenizer
 from tfllm.export import export_classifier
-from tfllm.models import BertClassifier
+from tfllm.models import BertClassifier, BertEncoder
 from tfllm.training.bert import predict_classes
 
 TEXT = ("Now is the winter of our discontent made glorious summer by this sun of York. "
@@ -48,9 +48,9 @@ LOADER = textwrap.dedent('''
 def exported(tmp_path_factory):
     keras.utils.set_random_seed(3)
     tokenizer = WordPieceTokenizer.from_texts([TEXT], vocabulary_size=150)
-    model = BertClassifier(vocabulary_size=tokenizer.vocabulary_size, num_classes=3,
-                           max_length=MAX_LENGTH, num_layers=2, num_heads=2, hidden_dim=16,
-                           pooling="mean")
+    encoder = BertEncoder(vocabulary_size=tokenizer.vocabulary_size, max_length=MAX_LENGTH,
+                          num_layers=2, num_heads=2, hidden_dim=16)
+    model = BertClassifier(encoder, num_classes=3, pooling="mean")
     model.build((None, None))
     # Non-trivial head weights, so that the probabilities differ between texts.
     model.output_dense.kernel.assign(np.random.default_rng(0).normal(size=(16, 3)) * 3)

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfllm.models import GPT, BertClassifier, BertMaskedLM, LSTMLanguageModel
+from tfllm.models import GPT, BertClassifier, BertEncoder, BertMaskedLM, LSTMLanguageModel
 
 SMALL = {"vocabulary_size": 61, "max_length": 32, "num_layers": 3, "num_heads": 4,
          "hidden_dim": 32, "intermediate_dim": 64}
@@ -34,8 +34,8 @@ def _truncated_normal_std(stddev, bound=2.0):
 MODELS = {
     "gpt": lambda: GPT(**SMALL),
     "gpt_rotary": lambda: GPT(**SMALL, position_encoding="rotary"),
-    "bert_masked_lm": lambda: BertMaskedLM(**SMALL, num_segments=2),
-    "bert_classifier": lambda: BertClassifier(**SMALL, num_classes=3),
+    "bert_masked_lm": lambda: BertMaskedLM(BertEncoder(**SMALL, num_segments=2)),
+    "bert_classifier": lambda: BertClassifier(BertEncoder(**SMALL), num_classes=3),
     "lstm": lambda: LSTMLanguageModel(vocabulary_size=61, num_layers=3, hidden_dim=32),
 }
 
@@ -86,7 +86,7 @@ def test_gpt_follows_gpt2_initialisation():
 @pytest.mark.parametrize("model_class", [BertMaskedLM, BertClassifier])
 def test_bert_follows_bert_initialisation(model_class):
     extra = {"num_classes": 3} if model_class is BertClassifier else {}
-    model = _built(model_class(**SMALL, num_segments=2, **extra))
+    model = _built(model_class(BertEncoder(**SMALL, num_segments=2), **extra))
     expected = _truncated_normal_std(0.02)
     kernels = [weight for weight in model.weights
                if weight.path.endswith("kernel") or weight.path.endswith("embeddings")]

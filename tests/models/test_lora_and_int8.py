@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfllm.models import GPT, BertClassifier, BertMaskedLM, LSTMLanguageModel
+from tfllm.models import GPT, BertClassifier, BertEncoder, BertMaskedLM, LSTMLanguageModel
 
 CONFIG = {"vocabulary_size": 41, "max_length": 24, "num_layers": 2, "num_heads": 2,
           "hidden_dim": 16, "intermediate_dim": 32}
@@ -71,8 +71,8 @@ def test_a_lora_model_saves_merged_and_reloads_as_a_plain_model(tmp_path, rng):
 
 @pytest.mark.parametrize("model_class", [BertMaskedLM, BertClassifier])
 def test_lora_on_the_bert_models(rng, model_class):
-    model = _built(model_class(**CONFIG, **({"num_classes": 3} if model_class is BertClassifier
-                                             else {})))
+    model = _built(model_class(BertEncoder(**CONFIG),
+                               **({"num_classes": 3} if model_class is BertClassifier else {})))
     model.enable_lora(3)
     trainable = {variable.path for variable in model.trainable_variables}
     lora = {path for path in trainable if "lora_kernel" in path}

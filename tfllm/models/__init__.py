@@ -1,5 +1,6 @@
 """Language models composed from `tfllm.layers`."""
 
+from tfllm.models.backbone import TransformerBackbone
 from tfllm.models.base import LanguageModel, TrainableModel
 from tfllm.models.bert import BertClassifier, BertEncoder, BertMaskedLM
 from tfllm.models.gpt import GPT
@@ -24,4 +25,5 @@ def build_model(kind, vocabulary_size, **settings):
 
 
 __all__ = ["GPT", "BertClassifier", "BertEncoder", "BertMaskedLM", "LSTMLanguageModel",
-           "LanguageModel", "MODEL_KINDS", "TrainableModel", "build_model"]
+           "LanguageModel", "MODEL_KINDS", "TrainableModel", "TransformerBackbone",
+           "build_model"]

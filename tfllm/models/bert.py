@@ -1,10 +1,12 @@
 """BERT: a bidirectional Transformer encoder, its masked-LM pre-training model and a classifier.
 
-`BertEncoder` turns token ids into one vector per token, every token attending to every
-real (non-padding) token before and after it. `BertMaskedLM` puts a masked-LM head on an
-encoder (pre-training); `BertClassifier` pools the encoder's output into class logits
-(fine-tuning). `BertClassifier.from_pretrained(masked_lm)` starts a classifier from a
-pre-trained encoder in one call.
+`BertEncoder` (a bidirectional `TransformerBackbone`) turns token ids into one vector per
+token, every token attending to every real (non-padding) token before and after it. The
+task models take an encoder, as KerasHub's tasks take their backbone: `BertMaskedLM(encoder)`
+puts a masked-LM head on it (pre-training); `BertClassifier(encoder, num_classes)` pools its
+output into class logits (fine-tuning). `BertClassifier.from_pretrained(masked_lm)` starts a
+classifier from a pre-trained encoder in one call. A task's config holds its encoder,
+serialised with `keras.saving.serialize_keras_object`.
 
 Unlike the original BERT (post-LN blocks, an embedding layer normalisation) the encoder
 uses pre-LN blocks and a final layer normalisation, as tfllm's GPT does: it trains stably
@@ -17,20 +19,18 @@ import keras
 from keras import ops
 
 from tfllm.constants import BERT_POSITION_ENCODINGS, POOLINGS
-from tfllm.layers.embedding import TokenEmbedding, check_token_ids
-from tfllm.layers.initializers import clone_initializer
-from tfllm.layers.positional import PositionEmbedding
-from tfllm.layers.transformer import TransformerBlock
-from tfllm.layers.validation import check_choice, check_rate, check_transformer_settings
+from tfllm.layers.embedding import check_token_ids
+from tfllm.layers.validation import check_choice, check_rate
 from tfllm.models import legacy
+from tfllm.models.backbone import INITIALIZER_STDDEV, SHAPE_SETTINGS, TransformerBackbone
 from tfllm.models.base import TrainableModel
 
-#: Standard deviation of BERT's (truncated normal) initial weights.
-INITIALIZER_STDDEV = 0.02
-#: The settings that make two encoders interchangeable (weights of one fit the other).
-ENCODER_SETTINGS = ("vocabulary_size", "max_length", "num_layers", "num_heads", "hidden_dim",
-                    "intermediate_dim", "num_segments", "position_encoding")
 POSITION_ENCODINGS = BERT_POSITION_ENCODINGS
+#: The `BertEncoder` arguments: the flat settings of task-model configs written before the
+#: tasks took their encoder (still read by `from_config`).
+_ENCODER_ARGUMENTS = ("vocabulary_size", "max_length", "num_layers", "num_heads", "hidden_dim",
+                      "intermediate_dim", "dropout", "num_segments", "padding_id", "activation",
+                      "layer_norm_epsilon", "seed", "position_encoding")
 
 
 def bert_initializer():
@@ -39,12 +39,12 @@ def bert_initializer():
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
-class BertEncoder(TrainableModel):
+class BertEncoder(TransformerBackbone):
     """A bidirectional Transformer encoder: token ids `[B, T]` → hidden states `[B, T, D]`.
 
-    Token embeddings plus learned position embeddings (plus segment embeddings when
-    `num_segments > 0`) pass through `num_layers` bidirectional pre-LN `TransformerBlock`s
-    and a final layer normalisation. Tokens equal to `padding_id` are padding: no position
+    A bidirectional `TransformerBackbone`: token embeddings plus learned position
+    embeddings (plus segment embeddings when `num_segments > 0`) pass through `num_layers`
+    bidirectional pre-LN `TransformerBlock`s and a final layer normalisation. Tokens equal to `padding_id` are padding: no position
     attends to them, so the outputs at real positions do not depend on them (the outputs
     at padding positions are meaningless).
 
@@ -111,80 +111,20 @@ class BertEncoder(TrainableModel):
         position_encoding="learned",
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        for name, value in check_transformer_settings(
-                vocabulary_size, max_length, num_layers, num_heads, hidden_dim,
-                intermediate_dim, dropout).items():
-            setattr(self, name, value)
-        if not isinstance(num_segments, int) or num_segments < 0:
-            raise ValueError(f"`num_segments` must be an int >= 0; got {num_segments!r}.")
-        self.num_segments = num_segments
-        if not isinstance(padding_id, int) or not 0 <= padding_id < self.vocabulary_size:
+        check_choice("position_encoding", position_encoding, POSITION_ENCODINGS)
+        super().__init__(
+            vocabulary_size, max_length, num_layers=num_layers, num_heads=num_heads,
+            hidden_dim=hidden_dim, intermediate_dim=intermediate_dim, dropout=dropout,
+            position_encoding=position_encoding, causal=False, num_segments=num_segments,
+            activation=activation, layer_norm_epsilon=layer_norm_epsilon,
+            initialization="bert", seed=seed, **kwargs)
+        if isinstance(padding_id, bool) or not isinstance(padding_id, int) \
+                or not 0 <= padding_id < self.vocabulary_size:
             raise ValueError(
                 f"`padding_id` must be a token id in [0, {self.vocabulary_size}); "
                 f"got {padding_id!r}."
             )
         self.padding_id = padding_id
-        self.activation = activation
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
-        self.seed = seed
-        self.position_encoding = check_choice(
-            "position_encoding", position_encoding, POSITION_ENCODINGS)
-
-        common = {"dtype": self.dtype_policy}
-        # BERT's scheme (see the class docstring); layers clone it per weight.
-        initializer = bert_initializer()
-        self.token_embedding = TokenEmbedding(
-            self.vocabulary_size, self.hidden_dim, embeddings_initializer=initializer,
-            name="token_embedding", **common
-        )
-        self.position_embedding = None
-        if self.position_encoding == "learned":
-            self.position_embedding = PositionEmbedding(
-                self.max_length, initializer=initializer, name="position_embedding", **common
-            )
-        self.segment_embedding = None
-        if self.num_segments:
-            self.segment_embedding = keras.layers.Embedding(
-                self.num_segments, self.hidden_dim,
-                embeddings_initializer=clone_initializer(initializer),
-                name="segment_embedding", **common,
-            )
-        self.embedding_dropout = keras.layers.Dropout(
-            self.dropout, seed=seed, name="embedding_dropout", **common
-        )
-        self.blocks = [
-            TransformerBlock(
-                num_heads=self.num_heads,
-                intermediate_dim=self.intermediate_dim,
-                dropout=self.dropout,
-                activation=activation,
-                layer_norm_epsilon=self.layer_norm_epsilon,
-                normalize_first=True,
-                causal=False,
-                rotary_max_wavelength=10000.0 if self.position_encoding == "rotary" else None,
-                kernel_initializer=initializer,
-                seed=seed,
-                name=f"block_{index}",
-                **common,
-            )
-            for index in range(self.num_layers)
-        ]
-        self.final_norm = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon, name="final_norm", **common
-        )
-
-    def build(self, input_shape=None):
-        hidden_shape = (None, None, self.hidden_dim)
-        self.token_embedding.build()
-        if self.position_embedding is not None:
-            self.position_embedding.build(hidden_shape)
-        if self.segment_embedding is not None:
-            self.segment_embedding.build((None, None))
-        for block in self.blocks:
-            block.build(hidden_shape)
-        self.final_norm.build(hidden_shape)
-        self.built = True
 
     def unpack_inputs(self, inputs, padding_mask=None, segment_ids=None):
         """`(token_ids, padding_mask, segment_ids)` from an array or a dict input, checked."""
@@ -201,13 +141,8 @@ class BertEncoder(TrainableModel):
         check_token_ids(inputs)
         if len(inputs.shape) != 2:
             raise ValueError(f"`token_ids` must have shape [B, T]; got shape {tuple(inputs.shape)}.")
-        length = inputs.shape[1]
-        if length is not None and length > self.max_length:
-            raise ValueError(
-                f"The sequence has {length} tokens, more than max_length={self.max_length} of "
-                "this encoder. Truncate it (WordPieceTokenizer.encode does), or build the "
-                "encoder with a larger max_length."
-            )
+        self.check_length(inputs.shape[1], advice="truncate it (WordPieceTokenizer.encode "
+                          "does), or build the encoder with a larger max_length")
         if segment_ids is not None and not self.num_segments:
             raise ValueError("`segment_ids` given, but the encoder has `num_segments=0`.")
         if padding_mask is None:
@@ -217,70 +152,43 @@ class BertEncoder(TrainableModel):
     def call(self, inputs, padding_mask=None, segment_ids=None, training=None):
         token_ids, padding_mask, segment_ids = self.unpack_inputs(
             inputs, padding_mask, segment_ids)
-        x = self.token_embedding(token_ids)
-        if self.position_embedding is not None:
-            x = x + self.position_embedding(x)
-        if self.segment_embedding is not None:
-            if segment_ids is None:
-                segment_ids = ops.zeros_like(token_ids)
-            x = x + self.segment_embedding(segment_ids)
-        x = self.embedding_dropout(x, training=training)
-        for block in self.blocks:
-            x = block(x, padding_mask=padding_mask, training=training)
-        return self.final_norm(x)
-
-    def compute_output_shape(self, input_shape):
-        if isinstance(input_shape, dict):
-            input_shape = input_shape["token_ids"]
-        return (*input_shape, self.hidden_dim)
+        return self.encode(token_ids, padding_mask=padding_mask, segment_ids=segment_ids,
+                           training=training)
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "vocabulary_size": self.vocabulary_size,
-            "max_length": self.max_length,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "hidden_dim": self.hidden_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "dropout": self.dropout,
-            "num_segments": self.num_segments,
-            "padding_id": self.padding_id,
-            "activation": self.activation,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-            "seed": self.seed,
-            "position_encoding": self.position_encoding,
-        })
+        for fixed in ("causal", "initialization"):  # always the same for BERT
+            del config[fixed]
+        config["padding_id"] = self.padding_id
         return config
 
     def encoder_settings(self):
         """The settings another encoder must share to take this one's weights."""
-        return {name: getattr(self, name) for name in ENCODER_SETTINGS}
+        return self.shape_settings()
 
-
-def _encoder_config(config):
-    """The `BertEncoder` arguments among a model's config."""
-    names = ("vocabulary_size", "max_length", "num_layers", "num_heads", "hidden_dim",
-             "intermediate_dim", "dropout", "num_segments", "padding_id", "activation",
-             "layer_norm_epsilon", "seed", "position_encoding", "dtype")
-    return {name: config[name] for name in names if name in config}
+    def with_settings(self, dropout=None, seed=None):
+        """A new encoder (fresh weights) of this one's config, `dropout` / `seed` replaced."""
+        config = self.get_config()
+        config.pop("name", None)
+        if dropout is not None:
+            config["dropout"] = dropout
+        if seed is not None:
+            config["seed"] = seed
+        return BertEncoder.from_config(config)
 
 
 class _EncoderModel(TrainableModel):
-    """A model with a `BertEncoder` (built from its own arguments) and a head."""
+    """A task model: a `BertEncoder` it takes, and a head."""
 
-    def __init__(self, vocabulary_size, max_length=128, num_layers=4, num_heads=4,
-                 hidden_dim=256, intermediate_dim=None, dropout=0.1, num_segments=0,
-                 padding_id=0, activation="gelu", layer_norm_epsilon=1e-5, seed=None,
-                 position_encoding="learned", **kwargs):
+    def __init__(self, encoder=None, **kwargs):
+        if not isinstance(encoder, BertEncoder):
+            raise TypeError(
+                f"{type(self).__name__} takes its encoder: "
+                f"{type(self).__name__}(BertEncoder(vocabulary_size=..., ...), ...); "
+                f"got {type(encoder).__name__}.")
+        kwargs.setdefault("dtype", encoder.dtype_policy)
         super().__init__(**kwargs)
-        self.encoder = BertEncoder(
-            vocabulary_size=vocabulary_size, max_length=max_length, num_layers=num_layers,
-            num_heads=num_heads, hidden_dim=hidden_dim, intermediate_dim=intermediate_dim,
-            dropout=dropout, num_segments=num_segments, padding_id=padding_id,
-            activation=activation, layer_norm_epsilon=layer_norm_epsilon, seed=seed,
-            position_encoding=position_encoding, dtype=self.dtype_policy, name="encoder",
-        )
+        self.encoder = encoder
 
     @property
     def vocabulary_size(self):
@@ -292,10 +200,18 @@ class _EncoderModel(TrainableModel):
 
     def get_config(self):
         config = super().get_config()
-        encoder = self.encoder.get_config()
-        config.update({name: value for name, value in encoder.items()
-                       if name not in ("name", "trainable", "dtype")})
+        config["encoder"] = keras.saving.serialize_keras_object(self.encoder)
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "encoder" in config:
+            encoder = keras.saving.deserialize_keras_object(config.pop("encoder"))
+        else:  # written before the tasks took their encoder: the encoder's settings, flat
+            settings = {name: config.pop(name) for name in _ENCODER_ARGUMENTS if name in config}
+            encoder = BertEncoder(**settings, dtype=config.get("dtype"), name="encoder")
+        return cls(encoder, **config)
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
@@ -309,7 +225,8 @@ class BertMaskedLM(_EncoderModel):
     averages the cross-entropy over those positions only.
 
     Args:
-        The `BertEncoder` arguments (`vocabulary_size`, `max_length`, ...).
+        encoder: the `BertEncoder` to pre-train.
+        **kwargs: standard `keras.Model` arguments (`name`, `dtype`).
 
     Call arguments:
         As `BertEncoder`, plus `mask_positions`: optional `[B, P]` int positions (also
@@ -322,14 +239,15 @@ class BertMaskedLM(_EncoderModel):
 
     Example:
 
-    >>> model = BertMaskedLM(vocabulary_size=4096, max_length=128, num_layers=2,
-    ...                      hidden_dim=128)
+    >>> encoder = BertEncoder(vocabulary_size=4096, max_length=128, num_layers=2,
+    ...                       hidden_dim=128, position_encoding="rotary")
+    >>> model = BertMaskedLM(encoder)
     >>> model.compile(optimizer="adamw")
     >>> model.fit(masked_lm_dataset(train_ids, tokenizer, 128, batch_size=32, seed=1))
     """
 
-    def __init__(self, vocabulary_size, **kwargs):
-        super().__init__(vocabulary_size, **kwargs)
+    def __init__(self, encoder=None, **kwargs):
+        super().__init__(encoder, **kwargs)
         common = {"dtype": self.dtype_policy}
         self.head_dense = keras.layers.Dense(
             self.encoder.hidden_dim, activation=self.encoder.activation,
@@ -341,7 +259,8 @@ class BertMaskedLM(_EncoderModel):
 
     def build(self, input_shape=None):
         hidden_shape = (None, None, self.encoder.hidden_dim)
-        self.encoder.build(input_shape)
+        if not self.encoder.built:  # (a deserialised encoder comes built)
+            self.encoder.build(input_shape)
         self.head_dense.build(hidden_shape)
         self.head_norm.build(hidden_shape)
         self.output_bias = self.add_weight(
@@ -387,10 +306,11 @@ class BertClassifier(_EncoderModel):
     dropout and a dense layer give one logit per class.
 
     Args:
+        encoder: the `BertEncoder` (pre-trained or not).
         num_classes: int, number of classes `C`.
         pooling: `"cls"` or `"mean"`.
         classifier_dropout: float in [0, 1), dropout before the output layer.
-        The `BertEncoder` arguments (`vocabulary_size`, `max_length`, ...).
+        **kwargs: standard `keras.Model` arguments (`name`, `dtype`).
 
     Call arguments:
         As `BertEncoder`.
@@ -404,9 +324,9 @@ class BertClassifier(_EncoderModel):
     >>> probabilities = keras.ops.softmax(classifier(token_ids))
     """
 
-    def __init__(self, vocabulary_size, num_classes=2, pooling="cls", classifier_dropout=0.1,
+    def __init__(self, encoder=None, num_classes=2, pooling="cls", classifier_dropout=0.1,
                  **kwargs):
-        super().__init__(vocabulary_size, **kwargs)
+        super().__init__(encoder, **kwargs)
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"`num_classes` must be an int >= 2; got {num_classes!r}.")
         self.num_classes = num_classes
@@ -420,7 +340,8 @@ class BertClassifier(_EncoderModel):
         )
 
     def build(self, input_shape=None):
-        self.encoder.build(input_shape)
+        if not self.encoder.built:  # (a deserialised encoder comes built)
+            self.encoder.build(input_shape)
         self.output_dense.build((None, self.encoder.hidden_dim))
         self.built = True
 
@@ -471,9 +392,9 @@ class BertClassifier(_EncoderModel):
                 that shapes the weights (the error names them).
         """
         encoder = _find_encoder(source)
-        mine, theirs = self.encoder.encoder_settings(), encoder.encoder_settings()
+        mine, theirs = self.encoder.shape_settings(), encoder.shape_settings()
         differences = [f"{name}: this classifier {mine[name]!r}, the source {theirs[name]!r}"
-                       for name in ENCODER_SETTINGS if mine[name] != theirs[name]]
+                       for name in SHAPE_SETTINGS if mine[name] != theirs[name]]
         if differences:
             raise ValueError("The encoders differ; " + "; ".join(differences) + ".")
         if not self.built:
@@ -501,14 +422,9 @@ class BertClassifier(_EncoderModel):
                     dropout=None, seed=None, **kwargs):
         """A classifier with the encoder settings of `source` and fresh (random) weights:
         `from_pretrained` without the weights, e.g. to measure what pre-training brings."""
-        config = _encoder_config(_find_encoder(source).get_config())
-        config.pop("dtype", None)
-        if dropout is not None:
-            config["dropout"] = dropout
-        if seed is not None:
-            config["seed"] = seed
-        return cls(num_classes=num_classes, pooling=pooling,
-                   classifier_dropout=classifier_dropout, **config, **kwargs)
+        encoder = _find_encoder(source).with_settings(dropout=dropout, seed=seed)
+        return cls(encoder, num_classes=num_classes, pooling=pooling,
+                   classifier_dropout=classifier_dropout, **kwargs)
 
 
 def _find_encoder(source):

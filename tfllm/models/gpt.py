@@ -1,30 +1,26 @@
 """GPT: a decoder-only Transformer language model."""
 
-import math
-
 import keras
-import numpy as np
+import numpy as np  # noqa: F401  (the docstring's example)
 
 from tfllm.constants import GPT_POSITION_ENCODINGS
-from tfllm.layers.embedding import TokenEmbedding
-from tfllm.layers.positional import PositionEmbedding, SinusoidalPositionEncoding
-from tfllm.layers.transformer import TransformerBlock
-from tfllm.layers.validation import check_choice, check_transformer_settings
+from tfllm.layers.validation import check_choice
+from tfllm.models.backbone import INITIALIZER_STDDEV, TransformerBackbone  # noqa: F401
 from tfllm.models.base import LanguageModel
 
 POSITION_ENCODINGS = GPT_POSITION_ENCODINGS
-#: Standard deviation of GPT-2's initial weights.
-INITIALIZER_STDDEV = 0.02
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
-class GPT(LanguageModel):
+class GPT(LanguageModel, TransformerBackbone):
     """A GPT-style causal language model: token ids `[B, T]` → logits `[B, T, V]`.
 
     Token embeddings (plus position information) pass through `num_layers`
     causal pre-LN `TransformerBlock`s and a final layer normalisation; the
     transposed token embedding turns the result into next-token logits
-    (weight tying). Position `t`'s logits depend on tokens `0..t` only.
+    (weight tying). Position `t`'s logits depend on tokens `0..t` only. A GPT
+    is a causal `tfllm.models.TransformerBackbone` with that head: `encode` /
+    `hidden_states` give the hidden states.
 
     Initialisation follows GPT-2 (and nanoGPT): every kernel and embedding
     table is drawn from a normal distribution with standard deviation 0.02,
@@ -89,85 +85,16 @@ class GPT(LanguageModel):
         seed=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        for name, value in check_transformer_settings(
-                vocabulary_size, max_length, num_layers, num_heads, hidden_dim,
-                intermediate_dim, dropout).items():
-            setattr(self, name, value)
-        self.position_encoding = check_choice(
-            "position_encoding", position_encoding, POSITION_ENCODINGS
-        )
-        self.activation = activation
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
-        self.seed = seed
-
-        common = {"dtype": self.dtype_policy}
-        # GPT-2's scheme (see the class docstring); layers clone these per weight.
-        initializer = keras.initializers.RandomNormal(stddev=INITIALIZER_STDDEV)
-        residual_initializer = keras.initializers.RandomNormal(
-            stddev=INITIALIZER_STDDEV / math.sqrt(2 * self.num_layers))
-        self.token_embedding = TokenEmbedding(
-            self.vocabulary_size, self.hidden_dim, embeddings_initializer=initializer,
-            name="token_embedding", **common
-        )
-        if self.position_encoding == "learned":
-            self.position_layer = PositionEmbedding(
-                self.max_length, initializer=initializer, name="position_embedding", **common
-            )
-        elif self.position_encoding == "sinusoidal":
-            self.position_layer = SinusoidalPositionEncoding(name="position_encoding", **common)
-        else:
-            self.position_layer = None
-        self.embedding_dropout = keras.layers.Dropout(
-            self.dropout, seed=seed, name="embedding_dropout", **common
-        )
-        self.blocks = [
-            TransformerBlock(
-                num_heads=self.num_heads,
-                intermediate_dim=self.intermediate_dim,
-                dropout=self.dropout,
-                activation=activation,
-                layer_norm_epsilon=self.layer_norm_epsilon,
-                normalize_first=True,
-                causal=True,
-                rotary_max_wavelength=10000.0 if self.position_encoding == "rotary" else None,
-                kernel_initializer=initializer,
-                output_kernel_initializer=residual_initializer,
-                seed=seed,
-                name=f"block_{index}",
-                **common,
-            )
-            for index in range(self.num_layers)
-        ]
-        self.final_norm = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon, name="final_norm", **common
-        )
-
-    def build(self, input_shape=None):
-        hidden_shape = (None, None, self.hidden_dim)
-        self.token_embedding.build()
-        if self.position_layer is not None:
-            self.position_layer.build(hidden_shape)
-        for block in self.blocks:
-            block.build(hidden_shape)
-        self.final_norm.build(hidden_shape)
-        self.built = True
+        check_choice("position_encoding", position_encoding, POSITION_ENCODINGS)
+        super().__init__(
+            vocabulary_size, max_length, num_layers=num_layers, num_heads=num_heads,
+            hidden_dim=hidden_dim, intermediate_dim=intermediate_dim, dropout=dropout,
+            position_encoding=position_encoding, causal=True, activation=activation,
+            layer_norm_epsilon=layer_norm_epsilon, initialization="gpt2", seed=seed, **kwargs)
 
     def hidden_states(self, token_ids, padding_mask=None, training=None):
         """`[B, T, D]` final hidden states (before the output head)."""
-        length = token_ids.shape[1]
-        if length is not None and length > self.max_length:
-            raise ValueError(
-                f"The sequence has {length} tokens, more than max_length={self.max_length} "
-                "of this GPT. Shorten it, or build the model with a larger max_length."
-            )
-        x = self.token_embedding(token_ids)
-        if self.position_layer is not None:
-            x = x + self.position_layer(x)
-        x = self.embedding_dropout(x, training=training)
-        for block in self.blocks:
-            x = block(x, padding_mask=padding_mask, training=training)
-        return self.final_norm(x)
+        return self.encode(token_ids, padding_mask=padding_mask, training=training)
 
     def call(self, inputs, padding_mask=None, training=None):
         token_ids, padding_mask = self.unpack_inputs(inputs, padding_mask)
@@ -184,9 +111,7 @@ class GPT(LanguageModel):
     def decode_tokens(self, token_ids, index, state, last_index=None):
         """Reads `token_ids` at positions `index...` with the caches; next-token logits
         after the last token, or after `token_ids[:, last_index]`."""
-        x = self.token_embedding(token_ids)
-        if self.position_layer is not None:
-            x = x + self.position_layer(x, start_index=index)
+        x = self.embed(token_ids, start_index=index, training=False)
         caches = []
         for block, cache in zip(self.blocks, state):
             x, cache = block(x, cache=cache, cache_index=index, training=False)
@@ -195,21 +120,13 @@ class GPT(LanguageModel):
         last = self.final_norm(last)
         return self.token_embedding(last, reverse=True)[:, 0, :], caches
 
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, dict):
+            input_shape = input_shape["token_ids"]
+        return (*input_shape, self.vocabulary_size)
+
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "vocabulary_size": self.vocabulary_size,
-                "max_length": self.max_length,
-                "num_layers": self.num_layers,
-                "num_heads": self.num_heads,
-                "hidden_dim": self.hidden_dim,
-                "intermediate_dim": self.intermediate_dim,
-                "dropout": self.dropout,
-                "position_encoding": self.position_encoding,
-                "activation": self.activation,
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-                "seed": self.seed,
-            }
-        )
+        for fixed in ("causal", "num_segments", "initialization"):  # always the same
+            del config[fixed]
         return config

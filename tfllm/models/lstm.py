@@ -1,7 +1,7 @@
 """An LSTM language model."""
 
 import keras
-import numpy as np
+import numpy as np  # noqa: F401  (the docstring's example)
 
 from tfllm.layers.embedding import TokenEmbedding
 from tfllm.layers.recurrent import StackedLSTM

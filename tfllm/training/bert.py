@@ -336,7 +336,7 @@ def pretraining_job(corpus, vocabulary_size, model_settings, config, run_directo
     """
     import time
     from tfllm.data.wordpiece import WordPieceTokenizer
-    from tfllm.models.bert import BertMaskedLM
+    from tfllm.models.bert import BertEncoder, BertMaskedLM
 
     saved = RunDirectory(run_directory).tokenizer_file if run_directory is not None else None
     if resume and saved is not None and saved.is_file():
@@ -355,8 +355,8 @@ def pretraining_job(corpus, vocabulary_size, model_settings, config, run_directo
     if corpus.validation:
         sample = corpus.validation[0].text[1000:1400]
     return pretrain_masked_lm(
-        lambda: BertMaskedLM(vocabulary_size=tokenizer.vocabulary_size, seed=config.seed,
-                             **settings),
+        lambda: BertMaskedLM(BertEncoder(vocabulary_size=tokenizer.vocabulary_size,
+                                         seed=config.seed, **settings)),
         corpus, tokenizer, config, run_directory, strategy=strategy, resume=resume,
         sample_text=sample, print_function=print_function, verbose=verbose,
     )

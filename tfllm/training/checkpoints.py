@@ -187,6 +187,26 @@ def _restore_lora(path, model):
         variable.assign(value)
 
 
+#: Config entries that do not shape a model (names are numbered per process).
+_NOT_SETTINGS = ("name", "trainable", "build_config", "compile_config", "module",
+                 "registered_name")
+
+
+def _settings(config, prefix=""):
+    """A config's settings as a flat dict; a serialised sublayer's (a task's encoder)
+    under `"encoder.hidden_dim"` and so on."""
+    flat = {}
+    for key, value in config.items():
+        if key in _NOT_SETTINGS:
+            continue
+        if isinstance(value, dict) and "class_name" in value and "config" in value:
+            flat[f"{prefix}{key}"] = value["class_name"]
+            flat.update(_settings(value["config"], f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def _config_differences(state, model):
     differences = []
     if state.get("model_class") != type(model).__name__:
@@ -197,11 +217,9 @@ def _config_differences(state, model):
     if saved_lora != current_lora:
         differences.append(f"LoRA layers: saved {saved_lora or 'none'}, now "
                            f"{current_lora or 'none'}")
-    saved = state.get("model_config", {})
-    current = _comparable(model.get_config())
+    saved = _settings(state.get("model_config", {}))
+    current = _settings(_comparable(model.get_config()))
     for key in sorted(set(saved) | set(current)):
-        if key in ("name", "trainable"):
-            continue
         if saved.get(key) != current.get(key):
             differences.append(f"{key}: saved {saved.get(key)!r}, now {current.get(key)!r}")
     return differences
