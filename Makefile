@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo demo-lstm bert test test-fast benchmark clean
+.PHONY: setup demo demo-lstm bert test test-all test-fast benchmark clean
 
 setup: $(STAMP)
 
@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-# Train a small GPT on the bundled plays, print held-out loss, sample text, save to runs/.
+# Train a small GPT on the bundled plays, print held-out loss, sample text, save to runs/,
+# export a SavedModel version to saved_models/gpt-quick/.
 demo: setup
-	$(BIN)/python examples/train_gpt.py --quick
+	$(BIN)/python examples/train_gpt.py --quick --export saved_models/gpt-quick
 
 demo-lstm: setup
 	$(BIN)/python examples/train_lstm.py --quick
@@ -27,9 +28,13 @@ bert: setup
 	$(BIN)/python examples/pretrain_bert.py --quick
 	$(BIN)/python examples/finetune_classifier.py --quick
 
-# The whole suite (slow tests included); `make test-fast` skips tests marked slow.
+# The suite CI runs (slow tests included), one worker per core; `make test-all` adds the
+# heavy end-to-end tests, `make test-fast` skips the slow ones.
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto -m "not heavy"
+
+test-all: setup
+	$(BIN)/python -m pytest -n auto
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"

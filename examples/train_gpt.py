@@ -36,6 +36,9 @@ def main():
     parser.add_argument("--prompt", default="ROMEO:\n", help="text the sample starts from")
     parser.add_argument("--output", default=None,
                         help="run directory (default runs/gpt-quick or runs/gpt-default)")
+    parser.add_argument("--export", default="",
+                        help="also export the trained model as a SavedModel version under "
+                             "this folder (e.g. saved_models/gpt-quick); '' (default) skips it")
     args = parser.parse_args()
 
     size = "quick" if args.quick else "default"
@@ -57,6 +60,7 @@ def main():
         corpus = load_corpus(args.corpus)
         print(corpus.describe())
         tokenizer = CharacterTokenizer.from_texts(corpus.texts("train"))
+        run_directory = args.output or f"runs/gpt-{size}"
         train_and_evaluate(
             # A function, so that the model is created in the strategy's scope.
             lambda: GPT(vocabulary_size=tokenizer.vocabulary_size,
@@ -64,10 +68,16 @@ def main():
             corpus,
             tokenizer,
             TrainingConfig(**training_settings),
-            run_directory=args.output or f"runs/gpt-{size}",
+            run_directory=run_directory,
             strategy=strategy,
             prompt=args.prompt,
         )
+        if args.export:
+            from tfllm.export import export_run
+
+            path = export_run(run_directory, args.export)
+            print(f"Exported the model for serving to {path}/ "
+                  f"(inspect it: saved_model_cli show --dir {path} --all).")
     except (CorpusError, CheckpointError) as error:
         sys.exit(f"error: {error}")
 

@@ -1,6 +1,7 @@
 """The `tfllm` command line, run as a user runs it: a separate process."""
 
 import csv
+import functools
 import json
 import os
 import signal
@@ -36,10 +37,10 @@ def corpus(tmp_path_factory):
     return folder
 
 
-def _train_arguments(corpus, run, steps=20, extra=()):
+def _train_arguments(corpus, run, steps=20, extra=(), sample_length=10):
     return ["train", "--model", "gpt", "--size", "tiny", "--corpus", str(corpus),
             "--run-dir", str(run), "--steps", str(steps), "--steps-per-epoch", "10",
-            "--prompt", "thou ", "--sample-length", "10", "--quiet", *extra]
+            "--prompt", "thou ", "--sample-length", str(sample_length), "--quiet", *extra]
 
 
 def _history(run):
@@ -67,14 +68,11 @@ def test_train_then_generate_end_to_end(tmp_path, corpus):
     text = generated.stdout.rstrip("\n")
     assert text.startswith("thou ") and 5 < len(text) <= 30
 
-    again = _run(["generate", str(run), "--prompt", "thou ", "--max-new-tokens", "25",
-                  "--temperature", "0"], cwd=tmp_path)
-    assert again.stdout == generated.stdout  # greedy: the same text every time
-
+    # Another process, token by token: the same greedy text.
     streamed = _run(["generate", str(run), "--prompt", "thou ", "--max-new-tokens", "25",
                      "--temperature", "0", "--stream"], cwd=tmp_path)
     assert streamed.returncode == 0, streamed.stderr[-3000:]
-    assert streamed.stdout == generated.stdout  # token by token, the same text
+    assert streamed.stdout == generated.stdout
 
     exported = _run(["export", str(run), "--output", str(tmp_path / "saved"), "--name", "tiny",
                      "--max-new-tokens", "8"], cwd=tmp_path)
@@ -92,14 +90,15 @@ def test_train_then_generate_end_to_end(tmp_path, corpus):
 def test_a_run_killed_after_its_first_checkpoint_resumes_exactly(tmp_path, corpus):
     """SIGKILL mid-run; the same command continues from the last checkpoint, and its
     later epochs' losses equal those of a run that was never interrupted."""
-    steps = 150
+    steps = 40
+    arguments = functools.partial(_train_arguments, steps=steps, sample_length=0)
     reference = tmp_path / "uninterrupted"
-    result = _run(_train_arguments(corpus, reference, steps), cwd=tmp_path)
+    result = _run(arguments(corpus, reference), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
 
     run = tmp_path / "interrupted"
     with open(tmp_path / "killed.log", "wb") as log:
-        process = subprocess.Popen(TFLLM + _train_arguments(corpus, run, steps), cwd=tmp_path,
+        process = subprocess.Popen(TFLLM + arguments(corpus, run), cwd=tmp_path,
                                    env=_environment(), stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         try:
@@ -119,7 +118,7 @@ def test_a_run_killed_after_its_first_checkpoint_resumes_exactly(tmp_path, corpu
     last_step = int(checkpoints[-1].split("-")[1])
     assert 10 <= last_step < steps and not (run / "model.keras").exists()
 
-    resumed = _run(_train_arguments(corpus, run, steps), cwd=tmp_path)
+    resumed = _run(arguments(corpus, run), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"from its checkpoint at step {last_step}" in resumed.stdout
 
@@ -138,15 +137,17 @@ def test_a_run_killed_after_its_first_checkpoint_resumes_exactly(tmp_path, corpu
 @pytest.mark.slow
 def test_other_settings_do_not_resume_a_run(tmp_path, corpus):
     run = tmp_path / "run"
-    assert _run(_train_arguments(corpus, run, steps=10), cwd=tmp_path).returncode == 0
-    result = _run(_train_arguments(corpus, run, steps=10, extra=["--batch-size", "4"]),
-                  cwd=tmp_path)
+    arguments = functools.partial(_train_arguments, steps=10, sample_length=0)
+    finished = _run(arguments(corpus, run), cwd=tmp_path)
+    assert finished.returncode == 0 and "Sample:" not in finished.stdout
+    assert not list((run / "logs").glob("samples/*"))  # --sample-length 0: none at all
+    result = _run(arguments(corpus, run, extra=["--batch-size", "4"]), cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: {run} was started with other training settings (batch_size: saved 8, now 4). "
         "Resume with the settings it was started with, or use a new run directory."
     )
-    refused = _run(_train_arguments(corpus, run, steps=10, extra=["--no-resume"]), cwd=tmp_path)
+    refused = _run(arguments(corpus, run, extra=["--no-resume"]), cwd=tmp_path)
     assert refused.returncode == 1 and "already holds checkpoints" in refused.stderr
 
 
@@ -210,6 +211,7 @@ def test_mirrored_on_two_logical_cpus_with_mixed_precision(tmp_path, corpus):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # minutes; `make test-all` (its parts are tested in-process by default)
 def test_bert_pretraining_fine_tuning_and_export_from_the_command_line(tmp_path, corpus):
     bert = tmp_path / "bert"
     result = _run(["train", "--model", "bert", "--size", "tiny", "--corpus", str(corpus),
@@ -255,6 +257,7 @@ print(json.dumps({"logits": logits["logits"].numpy().tolist(),
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # minutes; `make test-all` (its parts are tested in-process by default)
 def test_lora_fine_tuning_from_a_finished_run_saves_and_exports_merged(tmp_path, corpus):
     import keras
     import numpy as np

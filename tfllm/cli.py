@@ -149,7 +149,7 @@ def build_parser():
                           "directory that holds checkpoints")
     run.add_argument("--prompt", default="ROMEO:\n", help="text the samples start from")
     run.add_argument("--sample-length", type=_non_negative_int, default=300,
-                     help="tokens of the final sample")
+                     help="tokens of the final sample (0: no samples, none in TensorBoard)")
     run.add_argument("--temperature", type=_non_negative_float, default=0.8,
                      help="sampling temperature of the samples (0: greedy)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -285,6 +285,10 @@ def _training_settings(args):
 
 
 def _train(args):
+    # The options first, without TensorFlow: a mistake is named in a moment.
+    _resolve_model_kind(args)
+    model_settings, training = _training_settings(args)
+
     from tfllm.training.strategy import resolve_strategy, use_logical_cpus
 
     # Devices first: nothing may touch TensorFlow's devices before this.
@@ -296,8 +300,6 @@ def _train(args):
     from tfllm.models import build_model
     from tfllm.training.language_model import TrainingConfig, train_and_evaluate
 
-    _resolve_model_kind(args)
-    model_settings, training = _training_settings(args)
     config = TrainingConfig(**training)
     run_dir = args.run_dir or os.path.join("runs", f"{args.model}-{args.size}")
     if args.init_from:
@@ -369,12 +371,14 @@ def _train(args):
 
 
 def _generate(args):
-    from tfllm.generation import generate_text, stream_tokens
     from tfllm.runs import RunDirectory
 
     if not args.prompt:
         raise ValueError("--prompt must not be empty")
-    model, tokenizer = RunDirectory(args.run_dir).load()
+    run = RunDirectory(args.run_dir).require()  # (before TensorFlow loads)
+    from tfllm.generation import generate_text, stream_tokens
+
+    model, tokenizer = run.load()
     if not hasattr(model, "generate"):
         raise ValueError(f"{args.run_dir} holds a {type(model).__name__}, which does not "
                          "generate text; export it to serve it (`tfllm export`)")
@@ -401,6 +405,9 @@ def _export(args):
     import json
     from pathlib import Path
 
+    from tfllm.runs import RunDirectory
+
+    RunDirectory(args.run_dir).require()  # (before TensorFlow loads)
     from tfllm.export import export_run
 
     name = args.name or Path(args.run_dir).resolve().name

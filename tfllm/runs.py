@@ -207,6 +207,11 @@ class RunDirectory:
                 "and it holds no checkpoint.")
         return load_checkpoint_model(checkpoints[-1][1]), tokenizer
 
+    def require(self):
+        """Returns this run; raises FileNotFoundError, naming the path, if it is no folder."""
+        self._require_directory()
+        return self
+
     def _require_directory(self):
         if not self.path.is_dir():
             raise FileNotFoundError(f"{self.path} is not a run directory: it does not exist.")

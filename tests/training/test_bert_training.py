@@ -95,13 +95,14 @@ def test_an_interrupted_pretraining_resumes_to_the_same_weights(corpus, tmp_path
     quiet = {"print_function": lambda *_: None, "verbose": 0}
     whole = tmp_path / "whole"
     pretraining_job(corpus, 200, settings["model"], config, whole, **quiet)
-    # Interrupt after the first epoch: keep only its checkpoint, as a kill would.
-    interrupted = tmp_path / "interrupted"
-    pretraining_job(corpus, 200, settings["model"], config, interrupted, **quiet)
-    for name in ("model.keras", "metrics.json"):
-        (interrupted / name).unlink()
+    # The same run interrupted after its first epoch: only that epoch's checkpoint kept,
+    # as a kill would leave it (a copy of the finished run: the same job, already run).
     import shutil
 
+    interrupted = tmp_path / "interrupted"
+    shutil.copytree(whole, interrupted)
+    for name in ("model.keras", "metrics.json"):
+        (interrupted / name).unlink()
     shutil.rmtree(interrupted / "checkpoints" / "step-00000020")
     lines = []
     metrics = pretraining_job(corpus, 200, settings["model"], config, interrupted,

@@ -167,7 +167,7 @@ def train_and_evaluate(
             directory that holds checkpoints is refused rather than overwritten.
         prompt: text to start the samples from.
         sample_length: tokens of the final sample (TensorBoard's per-epoch
-            samples are up to 200 tokens).
+            samples are up to 200 tokens); 0 writes no samples at all.
         temperature: sampling temperature of the samples.
         print_function: where progress lines go.
         verbose: Keras progress output (1: a progress bar with loss and ETA).
@@ -206,7 +206,8 @@ def train_and_evaluate(
 
     job = TrainingJob(
         create_model=model, compile_model=compile_language_model, fit=fit,
-        tokens_per_step=tokens_per_step, sample=sample, run_config=dict(run_config or {}),
+        tokens_per_step=tokens_per_step, sample=sample if sample_length else None,
+        run_config=dict(run_config or {}),
         hparams_metrics=("loss", "perplexity", "val_loss", "val_perplexity",
                          "heldout_validation_loss", "heldout_test_loss"))
     outcome = run_job(job, config, tokenizer, run_directory, strategy=strategy, resume=resume,
@@ -221,8 +222,9 @@ def train_and_evaluate(
                        f"documents: {loss:.4f} nats/token (perplexity {math.exp(loss):.2f})")
     print_function(f"Trained in {metrics['training_seconds']:.0f} s, "
                    f"{metrics['tokens_per_second']:,.0f} tokens/s.")
-    metrics["sample"] = sample(outcome.model, sample_length)
-    print_function("Sample:\n" + metrics["sample"])
+    metrics["sample"] = sample(outcome.model, sample_length) if sample_length else ""
+    if sample_length:
+        print_function("Sample:\n" + metrics["sample"])
     finish_job(outcome, tokenizer, metrics, print_function=print_function,
                held_out={f"heldout_{split}_loss": metrics[f"{split}_loss"] for split in held_out})
     return metrics
