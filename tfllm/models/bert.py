@@ -22,7 +22,7 @@ from tfllm.constants import BERT_POSITION_ENCODINGS, POOLINGS
 from tfllm.layers.embedding import check_token_ids
 from tfllm.layers.validation import check_choice, check_rate
 from tfllm.models import legacy
-from tfllm.models.backbone import INITIALIZER_STDDEV, SHAPE_SETTINGS, TransformerBackbone
+from tfllm.models.backbone import SHAPE_SETTINGS, TransformerBackbone, initializers_for
 from tfllm.models.base import TrainableModel
 
 POSITION_ENCODINGS = BERT_POSITION_ENCODINGS
@@ -34,8 +34,9 @@ _ENCODER_ARGUMENTS = ("vocabulary_size", "max_length", "num_layers", "num_heads"
 
 
 def bert_initializer():
-    """A new (unseeded) instance of BERT's initializer: truncated normal, stddev 0.02."""
-    return keras.initializers.TruncatedNormal(stddev=INITIALIZER_STDDEV)
+    """A new (unseeded) instance of BERT's initializer: truncated normal, stddev 0.02 (the
+    backbone's `"bert"` scheme, for the heads)."""
+    return initializers_for("bert", 1)[0]
 
 
 @keras.saving.register_keras_serializable(package="tfllm")

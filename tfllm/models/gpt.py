@@ -5,7 +5,7 @@ import numpy as np  # noqa: F401  (the docstring's example)
 
 from tfllm.constants import GPT_POSITION_ENCODINGS
 from tfllm.layers.validation import check_choice
-from tfllm.models.backbone import INITIALIZER_STDDEV, TransformerBackbone  # noqa: F401
+from tfllm.models.backbone import TransformerBackbone
 from tfllm.models.base import LanguageModel
 
 POSITION_ENCODINGS = GPT_POSITION_ENCODINGS
