@@ -94,8 +94,8 @@ class Decoder:
         prefill, step = self._stream_functions()
         produced, window = 0, 0
         while produced < max_new_tokens:
-            start = self._context_start(len(sequence), window)
-            context = sequence[start:]
+            start = self._context_starts(tf.constant([len(sequence)]), first=window == 0)
+            context = sequence[int(start[0]):]
             size = (len(context) + max_new_tokens - produced if self.capacity is None
                     else self.capacity)
             logits, state = prefill(tf.constant([context], tf.int32), tf.constant(size))
@@ -157,16 +157,14 @@ class Decoder:
     def _window(self, window, sequences, lengths, remaining, stopped, temperature, top_k,
                 top_p, seed, stop_token_ids, pad_token_id, first):
         """One window: read each row's context, add up to its budget of tokens."""
-        capacity, keep = self.capacity, self.keep
+        capacity = self.capacity
+        starts = self._context_starts(lengths, first)
         if capacity is None:
-            starts = tf.zeros_like(lengths)
             block = tf.reduce_max(lengths)
         elif first:
-            starts = tf.where(lengths >= capacity, lengths - keep, 0)
             block = tf.minimum(tf.reduce_max(lengths - starts), capacity)
         else:
-            starts = tf.maximum(lengths - keep, 0)
-            block = keep
+            block = self.keep
         context_lengths = lengths - starts
         columns = tf.minimum(starts[:, None] + tf.range(block)[None, :],
                              tf.shape(sequences)[1] - 1)
@@ -211,13 +209,18 @@ class Decoder:
         """The seed offset of a window (see the module docstring)."""
         return window * (self.capacity or 0)
 
-    def _context_start(self, length, window):
-        """Where a row of `length` tokens starts its context in `window` (Python ints)."""
+    def _context_starts(self, lengths, first):
+        """Where rows of `lengths [B]` tokens start their context: the context policy.
+
+        Without a capacity, at 0. In the first window a row that fills the capacity (a long
+        prompt) keeps its last `keep` tokens, a shorter one all of them; every later window
+        starts from a row's last `keep` tokens.
+        """
         if self.capacity is None:
-            return 0
-        if window == 0:
-            return length - self.keep if length >= self.capacity else 0
-        return max(length - self.keep, 0)
+            return tf.zeros_like(lengths)
+        if first:
+            return tf.where(lengths >= self.capacity, lengths - self.keep, 0)
+        return tf.maximum(lengths - self.keep, 0)
 
     # --- helpers ------------------------------------------------------------------------
 

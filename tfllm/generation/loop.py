@@ -86,21 +86,42 @@ def decode(model, prompt_ids, lengths, max_new_tokens, temperature, top_k, top_p
         each row's prompt and continuation, padded after `ends`; `stopped`
         tells the rows that ended with a stop token.
     """
-    batch_size = tf.shape(prompt_ids)[0]
     ends = lengths + max_new_tokens
     total = tf.reduce_max(ends) if positions is None else tf.shape(positions)[0]
     sequences = tf.pad(prompt_ids, [[0, 0], [0, total - tf.shape(prompt_ids)[1]]],
                        constant_values=pad_token_id)
     start = tf.reduce_min(lengths)
-    state = model.init_decoding_state(batch_size, total)
-    zero = tf.constant(0, tf.int32)
-    if positions is None:
-        # The prompt, up to the shortest one, in one pass.
-        logits, state = model.decode_tokens(sequences[:, :start], zero, state)
-    else:
-        # The whole prompt block in one pass; the logits after the shortest prompt.
-        logits, state = model.decode_tokens(prompt_ids, zero, state, last_index=start - 1)
+    logits, state = _read_prompts(model, prompt_ids, sequences, start, total,
+                                  whole_block=positions is not None)
+    step = _sampling_step(model, lengths, total, temperature, top_k, top_p, seed,
+                          stop_token_ids, pad_token_id)
+
+    def more(index, sequences, logits, state, done, ends, stopped):
+        return tf.logical_and(index < total, tf.logical_not(tf.reduce_all(done)))
+
     done = ends <= start
+    _, sequences, _, _, _, ends, stopped = tf.while_loop(
+        more, step, (start, sequences, logits, state, done, ends, tf.zeros_like(done)),
+        maximum_iterations=total,
+    )
+    return sequences, ends, stopped
+
+
+def _read_prompts(model, prompt_ids, sequences, start, total, whole_block):
+    """The decoding state after the prompts, and the logits after the shortest one."""
+    state = model.init_decoding_state(tf.shape(prompt_ids)[0], total)
+    zero = tf.constant(0, tf.int32)
+    if not whole_block:
+        # The prompt, up to the shortest one, in one pass.
+        return model.decode_tokens(sequences[:, :start], zero, state)
+    # The whole prompt block in one pass; the logits after the shortest prompt.
+    return model.decode_tokens(prompt_ids, zero, state, last_index=start - 1)
+
+
+def _sampling_step(model, lengths, total, temperature, top_k, top_p, seed, stop_token_ids,
+                   pad_token_id):
+    """The body of the decoding `tf.while_loop`: position `index` of every row gets its
+    prompt token or a sampled one (pad after the row's end), then the model reads it."""
 
     def step(index, sequences, logits, state, done, ends, stopped):
         sampled = sample_logits(without_padding(logits, pad_token_id), temperature, top_k,
@@ -118,14 +139,7 @@ def decode(model, prompt_ids, lengths, max_new_tokens, temperature, top_k, top_p
         logits, state = model.decode_tokens(token[:, None], index, state)
         return index + 1, sequences, logits, state, done, ends, stopped
 
-    def more(index, sequences, logits, state, done, ends, stopped):
-        return tf.logical_and(index < total, tf.logical_not(tf.reduce_all(done)))
-
-    _, sequences, _, _, _, ends, stopped = tf.while_loop(
-        more, step, (start, sequences, logits, state, done, ends, tf.zeros_like(done)),
-        maximum_iterations=total,
-    )
-    return sequences, ends, stopped
+    return step
 
 
 def compiled_decode_shapes(prompt_length, new_tokens, max_length=None):
