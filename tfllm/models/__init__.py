@@ -2,7 +2,8 @@
 
 from tfllm.models.backbone import TransformerBackbone
 from tfllm.models.base import LanguageModel, TrainableModel
-from tfllm.models.bert import BertClassifier, BertEncoder, BertMaskedLM
+from tfllm.models.bert import BertEncoder, BertMaskedLM, EncoderTask
+from tfllm.models.bert_classifier import BertClassifier
 from tfllm.models.gpt import GPT
 from tfllm.models.lstm import LSTMLanguageModel
 
@@ -24,6 +25,6 @@ def build_model(kind, vocabulary_size, **settings):
         raise ValueError(f"Bad settings for a {kind} model: {error}") from None
 
 
-__all__ = ["GPT", "BertClassifier", "BertEncoder", "BertMaskedLM", "LSTMLanguageModel",
+__all__ = ["GPT", "BertClassifier", "BertEncoder", "BertMaskedLM", "EncoderTask", "LSTMLanguageModel",
            "LanguageModel", "MODEL_KINDS", "TrainableModel", "TransformerBackbone",
            "build_model"]

@@ -1,28 +1,26 @@
-"""BERT: a bidirectional Transformer encoder, its masked-LM pre-training model and a classifier.
+"""BERT: a bidirectional Transformer encoder, the base of its tasks, and the masked-LM task.
 
 `BertEncoder` (a bidirectional `TransformerBackbone`) turns token ids into one vector per
 token, every token attending to every real (non-padding) token before and after it. The
 task models take an encoder, as KerasHub's tasks take their backbone: `BertMaskedLM(encoder)`
 puts a masked-LM head on it (pre-training); `BertClassifier(encoder, num_classes)` pools its
-output into class logits (fine-tuning). `BertClassifier.from_pretrained(masked_lm)` starts a
-classifier from a pre-trained encoder in one call. A task's config holds its encoder,
-serialised with `keras.saving.serialize_keras_object`.
+output into class logits (fine-tuning; `bert_classifier.py`).
+`BertClassifier.from_pretrained(masked_lm)` starts a classifier from a pre-trained encoder in
+one call. A task's config holds its encoder, serialised with
+`keras.saving.serialize_keras_object`.
 
 Unlike the original BERT (post-LN blocks, an embedding layer normalisation) the encoder
 uses pre-LN blocks and a final layer normalisation, as tfllm's GPT does: it trains stably
 with a short warm-up, which matters for the small models trained here.
 """
 
-from pathlib import Path
-
 import keras
 from keras import ops
 
-from tfllm.constants import BERT_POSITION_ENCODINGS, POOLINGS
+from tfllm.constants import BERT_POSITION_ENCODINGS
 from tfllm.layers.embedding import check_token_ids
-from tfllm.layers.validation import check_choice, check_rate
-from tfllm.models import legacy
-from tfllm.models.backbone import SHAPE_SETTINGS, TransformerBackbone, initializers_for
+from tfllm.layers.validation import check_choice
+from tfllm.models.backbone import TransformerBackbone, initializers_for
 from tfllm.models.base import TrainableModel
 
 POSITION_ENCODINGS = BERT_POSITION_ENCODINGS
@@ -178,8 +176,12 @@ class BertEncoder(TransformerBackbone):
         return BertEncoder.from_config(config)
 
 
-class _EncoderModel(TrainableModel):
-    """A task model: a `BertEncoder` it takes, and a head."""
+class EncoderTask(TrainableModel):
+    """The base of BERT's task models: a `BertEncoder` it takes, and a head of its own.
+
+    A new task subclasses it, builds its head in `__init__` / `build` and calls
+    `self.encoder` in `call`; the encoder is serialised inside the task's config.
+    """
 
     def __init__(self, encoder=None, **kwargs):
         if not isinstance(encoder, BertEncoder):
@@ -216,7 +218,7 @@ class _EncoderModel(TrainableModel):
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
-class BertMaskedLM(_EncoderModel):
+class BertMaskedLM(EncoderTask):
     """A `BertEncoder` with the masked-LM head: token ids `[B, T]` → logits `[B, T, V]`.
 
     The head is BERT's: a dense layer with the encoder's activation, a layer
@@ -296,158 +298,3 @@ class BertMaskedLM(_EncoderModel):
             loss = keras.losses.SparseCategoricalCrossentropy(
                 from_logits=True, reduction="mean_with_sample_weight")
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
-
-
-@keras.saving.register_keras_serializable(package="tfllm")
-class BertClassifier(_EncoderModel):
-    """A `BertEncoder` with a classification head: token ids `[B, T]` → logits `[B, C]`.
-
-    The encoder's output is pooled into one vector per sequence, the final hidden state of
-    the first token (`"cls"`, BERT's `[CLS]`) or the mean over real tokens (`"mean"`), then
-    dropout and a dense layer give one logit per class.
-
-    Args:
-        encoder: the `BertEncoder` (pre-trained or not).
-        num_classes: int, number of classes `C`.
-        pooling: `"cls"` or `"mean"`.
-        classifier_dropout: float in [0, 1), dropout before the output layer.
-        **kwargs: standard `keras.Model` arguments (`name`, `dtype`).
-
-    Call arguments:
-        As `BertEncoder`.
-
-    Returns:
-        `[B, C]` float32 logits (softmax them for class probabilities).
-
-    Example:
-
-    >>> classifier = BertClassifier.from_pretrained(masked_lm, num_classes=3)
-    >>> probabilities = keras.ops.softmax(classifier(token_ids))
-    """
-
-    def __init__(self, encoder=None, num_classes=2, pooling="cls", classifier_dropout=0.1,
-                 **kwargs):
-        super().__init__(encoder, **kwargs)
-        if not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"`num_classes` must be an int >= 2; got {num_classes!r}.")
-        self.num_classes = num_classes
-        self.pooling = check_choice("pooling", pooling, POOLINGS)
-        self.classifier_dropout = check_rate("classifier_dropout", classifier_dropout)
-        common = {"dtype": self.dtype_policy}
-        self.pooled_dropout = keras.layers.Dropout(
-            self.classifier_dropout, seed=self.encoder.seed, name="pooled_dropout", **common)
-        self.output_dense = keras.layers.Dense(
-            num_classes, kernel_initializer=bert_initializer(), name="output_dense", **common,
-        )
-
-    def build(self, input_shape=None):
-        if not self.encoder.built:  # (a deserialised encoder comes built)
-            self.encoder.build(input_shape)
-        self.output_dense.build((None, self.encoder.hidden_dim))
-        self.built = True
-
-    def call(self, inputs, padding_mask=None, segment_ids=None, training=None):
-        token_ids, padding_mask, segment_ids = self.encoder.unpack_inputs(
-            inputs, padding_mask, segment_ids)
-        hidden = self.encoder(token_ids, padding_mask=padding_mask, segment_ids=segment_ids,
-                              training=training)
-        if self.pooling == "cls":
-            pooled = hidden[:, 0, :]
-        else:
-            weights = ops.cast(padding_mask, hidden.dtype)[:, :, None]
-            pooled = ops.sum(hidden * weights, axis=1) / ops.maximum(
-                ops.sum(weights, axis=1), 1.0)
-        pooled = self.pooled_dropout(pooled, training=training)
-        return ops.cast(self.output_dense(pooled), "float32")
-
-    def compute_output_shape(self, input_shape):
-        if isinstance(input_shape, dict):
-            input_shape = input_shape["token_ids"]
-        return (input_shape[0], self.num_classes)
-
-    def lora_trainable_layers(self):
-        """Under LoRA the new output layer trains in full (it starts from random weights)."""
-        return [self.output_dense]
-
-    def compile(self, optimizer="adamw", loss=None, **kwargs):
-        """`keras.Model.compile` with cross-entropy on the logits as the default loss."""
-        if loss is None:
-            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        super().compile(optimizer=optimizer, loss=loss, **kwargs)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(num_classes=self.num_classes, pooling=self.pooling,
-                      classifier_dropout=self.classifier_dropout)
-        return config
-
-    def load_encoder(self, source):
-        """Copies the encoder weights of `source` into this classifier's encoder.
-
-        Args:
-            source: a `BertMaskedLM` or `BertClassifier`, a `BertEncoder`, a `.keras` file
-                of one, or a finished run (`tfllm.runs.RunDirectory(path)`).
-
-        Raises:
-            ValueError: the source is not a BERT model, or its encoder differs in a setting
-                that shapes the weights (the error names them).
-        """
-        encoder = _find_encoder(source)
-        mine, theirs = self.encoder.shape_settings(), encoder.shape_settings()
-        differences = [f"{name}: this classifier {mine[name]!r}, the source {theirs[name]!r}"
-                       for name in SHAPE_SETTINGS if mine[name] != theirs[name]]
-        if differences:
-            raise ValueError("The encoders differ; " + "; ".join(differences) + ".")
-        if not self.built:
-            self.build((None, None))
-        if not encoder.built:
-            encoder.build((None, None))
-        self.encoder.set_weights(encoder.get_weights())
-        return self
-
-    @classmethod
-    def from_pretrained(cls, source, num_classes, pooling="cls", classifier_dropout=0.1,
-                        dropout=None, seed=None, **kwargs):
-        """A classifier with the encoder settings and weights of `source` (see `load_encoder`).
-
-        `dropout` and `seed` default to the source's.
-        """
-        encoder = _find_encoder(source)
-        classifier = cls.shaped_like(encoder, num_classes, pooling=pooling,
-                                     classifier_dropout=classifier_dropout, dropout=dropout,
-                                     seed=seed, **kwargs)
-        return classifier.load_encoder(encoder)
-
-    @classmethod
-    def shaped_like(cls, source, num_classes, pooling="cls", classifier_dropout=0.1,
-                    dropout=None, seed=None, **kwargs):
-        """A classifier with the encoder settings of `source` and fresh (random) weights:
-        `from_pretrained` without the weights, e.g. to measure what pre-training brings."""
-        encoder = _find_encoder(source).with_settings(dropout=dropout, seed=seed)
-        return cls(encoder, num_classes=num_classes, pooling=pooling,
-                   classifier_dropout=classifier_dropout, **kwargs)
-
-
-def _find_encoder(source):
-    """The `BertEncoder` of a model, a `.keras` file, or a run (anything with a
-    `load_model()`, such as `tfllm.runs.RunDirectory`: models/ never reads run
-    directories itself)."""
-    if hasattr(source, "load_model") and not isinstance(source, keras.Model):
-        source = source.load_model()
-    elif isinstance(source, (str, Path)):
-        path = Path(source)
-        if path.is_dir():
-            raise ValueError(
-                f"{path} is a folder; give a model, a .keras file, or the run directory as "
-                f"`tfllm.runs.RunDirectory({str(path)!r})`.")
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is not a model file.")
-        source = legacy.load_model(path)
-    if isinstance(source, BertEncoder):
-        return source
-    if isinstance(source, _EncoderModel):
-        return source.encoder
-    raise ValueError(
-        f"Cannot load BERT encoder weights from a {type(source).__name__}; give a "
-        "BertMaskedLM, BertClassifier, BertEncoder, a .keras file or a RunDirectory."
-    )

@@ -436,7 +436,7 @@ def genre_classification_job(pretrained, classifier_settings, config, run_direct
         of the test plays, plus `"validation"` reports of the pre-trained classifier.
     """
     from tfllm.data.genres import CLASS_NAMES, bundled_genre_split
-    from tfllm.models.bert import BertClassifier
+    from tfllm.models import BertClassifier
 
     pretrained, tokenizer = _pretraining_run(pretrained)
     passages = _genre_passages(corpus if corpus is not None else bundled_genre_split(),
