@@ -112,12 +112,34 @@ PRESETS["bert"]["long"]["training"]["steps"] = 8000
 PRESETS["classifier"]["long"] = copy.deepcopy(PRESETS["classifier"]["default"])
 
 
-def preset(kind, size):
-    """A deep copy of `PRESETS[kind][size]`; a ValueError naming what is unknown."""
+def preset(kind, size, steps=None, **model_overrides):
+    """A deep copy of `PRESETS[kind][size]`; a ValueError naming what is unknown.
+
+    Args:
+        kind, size: e.g. `"gpt"`, `"quick"`.
+        steps: optional number of training steps instead of the preset's (the epoch and the
+            warm-up shrink with it: see `with_steps`).
+        **model_overrides: model settings to replace (e.g. `num_layers=2`); a `None` value
+            keeps the preset's.
+    """
     if kind not in PRESETS:
         raise ValueError(f"Unknown model kind {kind!r}; choose one of {', '.join(PRESETS)}.")
     if size not in PRESETS[kind]:
         raise ValueError(
             f"Unknown size {size!r} for {kind}; choose one of {', '.join(PRESETS[kind])}."
         )
-    return copy.deepcopy(PRESETS[kind][size])
+    settings = copy.deepcopy(PRESETS[kind][size])
+    settings["model"].update(
+        {name: value for name, value in model_overrides.items() if value is not None})
+    if steps is not None:
+        with_steps(settings["training"], steps)
+    return settings
+
+
+def with_steps(training, steps):
+    """Sets `training["steps"]` (in place; returns `training`): an epoch holds at most
+    `steps` steps, and the warm-up at most a tenth of them."""
+    training["steps"] = steps
+    training["steps_per_epoch"] = min(training["steps_per_epoch"], steps)
+    training["warmup_steps"] = min(training["warmup_steps"], steps // 10)
+    return training

@@ -1,0 +1,85 @@
+"""From `tfllm train`'s options to the settings of a model and its training (no TensorFlow).
+
+Everything here runs before TensorFlow loads, so that a mistake in the options is named in
+a moment.
+"""
+
+
+def resolve_model_kind(args):
+    """`args.model` from the options: gpt unless --init-from says otherwise; checks the
+    fine-tuning options (`--lora-rank` needs `--init-from`, which needs a gpt / lstm)."""
+    if args.lora_rank is not None and not args.init_from:
+        raise ValueError("--lora-rank adapts a trained model: give the run to start from "
+                         "with --init-from RUN")
+    if not args.init_from:
+        args.model = args.model or "gpt"
+        return
+    from tfllm.runs import RunDirectory
+
+    try:
+        saved = RunDirectory(args.init_from).read_config()
+        kind = {"GPT": "gpt", "LSTMLanguageModel": "lstm"}.get(saved["model_class"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise FileNotFoundError(f"--init-from {args.init_from} is not a tfllm run directory "
+                                "(no readable config)") from None
+    if kind is None:
+        raise ValueError(f"--init-from takes a gpt or lstm run; {args.init_from} holds a "
+                         f"{saved['model_class']} (classifier: use --pretrained)")
+    if args.model not in (None, kind):
+        raise ValueError(f"--init-from {args.init_from} holds a {kind} model, not --model "
+                         f"{args.model}")
+    args.model = kind
+    if args.lora_rank is not None and kind != "gpt":
+        raise ValueError("--lora-rank adapts attention projections; an lstm has none")
+    for option in ("layers", "heads", "width", "dropout", "position_encoding"):
+        if getattr(args, option) is not None:
+            raise ValueError(f"--{option.replace('_', '-')} does not apply with --init-from: "
+                             "the model's settings come from that run")
+    args.model_max_length = saved.get("model", {}).get("max_length")
+
+
+def training_settings(args):
+    """(model kind, model settings, TrainingConfig keyword arguments) from the options."""
+    from tfllm.constants import BERT_POSITION_ENCODINGS
+    from tfllm.presets import preset, with_steps
+
+    settings = preset(args.model, args.size)
+    model_settings, training = settings["model"], settings["training"]
+    overrides = {"num_layers": args.layers, "num_heads": args.heads, "hidden_dim": args.width,
+                 "dropout": args.dropout, "position_encoding": args.position_encoding}
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        option = f"--{name.replace('num_', '').replace('hidden_dim', 'width').replace('_', '-')}"
+        if args.model == "classifier" and name != "dropout":
+            raise ValueError(f"{option} does not apply to --model classifier: its encoder's "
+                             "settings come from the --pretrained run")
+        if args.model not in ("gpt", "bert") and name == "num_heads" or (
+                args.model not in ("gpt", "bert") and name == "position_encoding"):
+            raise ValueError(f"{option} does not apply to --model {args.model}")
+        if (args.model == "bert" and name == "position_encoding"
+                and value not in BERT_POSITION_ENCODINGS):
+            raise ValueError(f"--position-encoding {value} does not apply to --model bert "
+                             f"({' or '.join(BERT_POSITION_ENCODINGS)})")
+        model_settings[name] = value
+    if args.steps is not None:
+        with_steps(training, args.steps)
+    for option, name in (("steps_per_epoch", "steps_per_epoch"), ("batch_size", "batch_size"),
+                         ("sequence_length", "sequence_length"),
+                         ("learning_rate", "peak_learning_rate"),
+                         ("warmup_steps", "warmup_steps"), ("precision", "precision"),
+                         ("xla", "jit_compile"), ("seed", "seed")):
+        value = getattr(args, option)
+        if value is not None:
+            training[name] = value
+    if getattr(args, "model_max_length", None):
+        # Fine-tuning: the windows must fit the model being fine-tuned.
+        if args.sequence_length is not None and args.sequence_length > args.model_max_length:
+            raise ValueError(f"--sequence-length {args.sequence_length} is longer than the "
+                             f"max_length ({args.model_max_length}) of --init-from's model")
+        training["sequence_length"] = min(training["sequence_length"], args.model_max_length)
+    elif args.model in ("gpt", "bert"):
+        # The position table must hold a whole training window.
+        model_settings["max_length"] = max(model_settings["max_length"],
+                                           training["sequence_length"])
+    return model_settings, training
