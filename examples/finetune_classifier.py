@@ -12,36 +12,27 @@ classifier trained from random weights, and prints accuracy and macro-F1 side by
 The fine-tuned classifier is exported for serving to saved_models/genre-classifier/.
 """
 
-import argparse
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
-from tfllm.export import export_run
-from tfllm.presets import preset
-from tfllm.training import CheckpointError, TrainingConfig, resolve_strategy
-from tfllm.training.bert import genre_classification_job
+from example_options import parser_for, settings_for  # noqa: E402
+
+from tfllm.export import export_run  # noqa: E402
+from tfllm.training import CheckpointError, TrainingConfig, resolve_strategy  # noqa: E402
+from tfllm.training.bert import genre_classification_job  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a short run for a first look")
-    parser.add_argument("--size", choices=["quick", "default", "long"],
-                        help="the preset (default: default, or quick with --quick); long "
-                             "pre-trains for 8000 steps (~1.5 hours on 2 cores)")
+    parser = parser_for(__doc__.splitlines()[0], sizes=("quick", "default", "long"))
     parser.add_argument("--pretrained", help="the pre-training run (default runs/bert-quick "
                                              "or runs/bert-default)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the baselines")
-    parser.add_argument("--output", help="run directory (default runs/classifier-quick or "
-                                         "runs/classifier-default)")
     parser.add_argument("--export", default="saved_models/genre-classifier",
                         help="where the SavedModel versions go ('' to skip the export)")
     args = parser.parse_args()
-
-    size = args.size or ("quick" if args.quick else "default")
-    settings = preset("classifier", size)
-    run = args.output or f"runs/classifier-{size}"
+    size, settings, run = settings_for("classifier", args)
     try:
         genre_classification_job(
             args.pretrained or f"runs/bert-{size}",

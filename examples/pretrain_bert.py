@@ -13,39 +13,26 @@ read them. Held-out masked-LM loss is printed before and after training. Running
 same command again resumes an interrupted run. `tfllm train --model bert` does the same.
 """
 
-import argparse
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
-from tfllm.data import CorpusError, bundled_genre_split, load_corpus
-from tfllm.presets import preset
-from tfllm.training import CheckpointError, TrainingConfig, resolve_strategy
-from tfllm.training.bert import pretraining_job
+from example_options import parser_for, settings_for  # noqa: E402
+
+from tfllm.data import CorpusError, bundled_genre_split, load_corpus  # noqa: E402
+from tfllm.training import CheckpointError, TrainingConfig, resolve_strategy  # noqa: E402
+from tfllm.training.bert import pretraining_job  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a short run for a first look")
-    parser.add_argument("--size", choices=["quick", "default", "long"],
-                        help="the preset (default: default, or quick with --quick); long "
-                             "pre-trains for 8000 steps (~1.5 hours on 2 cores)")
+    # --size long pre-trains for 8000 steps (~1.5 hours on 2 cores).
+    parser = parser_for(__doc__.splitlines()[0], sizes=("quick", "default", "long"))
     parser.add_argument("--corpus", default="shakespeare",
                         help="'shakespeare' (bundled, split by genre) or a .txt file, folder "
                              "or glob")
-    parser.add_argument("--steps", type=int, help="override the number of training steps")
-    parser.add_argument("--output", help="run directory (default runs/bert-quick or "
-                                         "runs/bert-default)")
     args = parser.parse_args()
-
-    size = args.size or ("quick" if args.quick else "default")
-    settings = preset("bert", size)
-    training = settings["training"]
-    if args.steps:
-        training.update(steps=args.steps,
-                        steps_per_epoch=min(args.steps, training["steps_per_epoch"]),
-                        warmup_steps=min(training["warmup_steps"], args.steps // 10))
+    _, settings, run_directory = settings_for("bert", args)
     try:
         corpus = (bundled_genre_split() if args.corpus == "shakespeare"
                   else load_corpus(args.corpus))
@@ -54,8 +41,8 @@ def main():
             corpus,
             settings["tokenizer"]["vocabulary_size"],
             settings["model"],
-            TrainingConfig(**training),
-            args.output or f"runs/bert-{size}",
+            TrainingConfig(**settings["training"]),
+            run_directory,
             strategy=resolve_strategy("auto"),
         )
     except (CorpusError, CheckpointError, ValueError) as error:
