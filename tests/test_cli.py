@@ -262,8 +262,7 @@ def test_lora_fine_tuning_from_a_finished_run_saves_and_exports_merged(tmp_path,
     import keras
     import numpy as np
 
-    import tfllm.models  # noqa: F401  (registers the classes for loading)
-    import tfllm.training  # noqa: F401  (and the learning-rate schedule)
+    import tfllm  # noqa: F401  (registers every class for loading)
 
     base = tmp_path / "base"
     result = _run(_train_arguments(corpus, base), cwd=tmp_path)
