@@ -1,52 +1,23 @@
 """Multi-head scaled dot-product attention: Keras's contract, a key/value cache on top."""
 
-import contextlib
 import math
 import string
 
 import keras
 from keras import ops
 
-try:  # the Keras mask of a tensor (the attribute Keras's own layers read and write)
-    from keras.src.backend import get_keras_mask, set_keras_mask
-except ImportError:  # pragma: no cover - other Keras 3 releases
-    def get_keras_mask(tensor):
-        return getattr(tensor, "_keras_mask", None)
-
-    def set_keras_mask(tensor, mask):
-        tensor._keras_mask = mask
-
+from tfllm.layers.attention_masks import (
+    MASKED_SCORE,
+    causal_mask,
+    merge_masks,
+    without_keras_masks,
+)
 from tfllm.layers.initializers import clone_initializer
 from tfllm.layers.positional import RotaryEmbedding
 from tfllm.layers.validation import check_rate
 
 #: Positions per block of the key/value cache that a decoding step attends to.
 CACHE_WINDOW = 128
-
-#: Stand-in for "may not attend" in float32 scores: far below any real score, finite.
-_MASKED_SCORE = -1e9
-
-
-def causal_mask(query_length, key_length):
-    """`[1, T, S]` boolean mask: query `i` may attend to keys `j <= i`.
-
-    Aligned at the top left like `keras.layers.MultiHeadAttention`'s causal
-    mask.
-    """
-    query_positions = ops.arange(query_length)[:, None]
-    key_positions = ops.arange(key_length)[None, :]
-    return ops.expand_dims(key_positions <= query_positions, 0)
-
-
-def merge_masks(*masks):
-    """Logical AND of the masks that are not None (None if all are None)."""
-    merged = None
-    for mask in masks:
-        if mask is None:
-            continue
-        mask = ops.cast(mask, "bool")
-        merged = mask if merged is None else ops.logical_and(merged, mask)
-    return merged
 
 
 def _letters(start, count):
@@ -101,22 +72,6 @@ def _check_dim(name, value, allow_none=False):
             f"{' or None' if allow_none else ''}; got {name}={value!r}."
         )
     return value
-
-
-@contextlib.contextmanager
-def _without_keras_masks(*tensors):
-    """Detaches the Keras masks of `tensors` for the duration (the projections do not
-    take masks: they would warn and drop them), then puts them back."""
-    masks = [get_keras_mask(tensor) for tensor in tensors]
-    for tensor, mask in zip(tensors, masks):
-        if mask is not None:
-            set_keras_mask(tensor, None)
-    try:
-        yield
-    finally:
-        for tensor, mask in zip(tensors, masks):
-            if mask is not None:
-                set_keras_mask(tensor, mask)
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
@@ -443,7 +398,7 @@ class MultiHeadAttention(keras.layers.Layer):
         if cache is not None:
             return self._call_with_cache(query, cache, cache_index, query_mask,
                                          attention_mask, return_attention_scores, training)
-        with _without_keras_masks(query, value, key):
+        with without_keras_masks(query, value, key):
             mask = self._compute_attention_mask(
                 query, value, query_mask=query_mask, value_mask=value_mask,
                 key_mask=key_mask, attention_mask=attention_mask,
@@ -562,7 +517,7 @@ class MultiHeadAttention(keras.layers.Layer):
         scores = ops.cast(scores, "float32")
         if attention_mask is not None:
             attention_mask = self._expand_mask(ops.cast(attention_mask, "bool"))
-            scores = ops.where(attention_mask, scores, _MASKED_SCORE)
+            scores = ops.where(attention_mask, scores, MASKED_SCORE)
         axes = tuple(range(self._scores_rank - len(self._attention_axes), self._scores_rank))
         if len(axes) == 1:
             probabilities = ops.softmax(scores, axis=axes[0])
@@ -581,7 +536,7 @@ class MultiHeadAttention(keras.layers.Layer):
         if len(query.shape) != 3 or self._attention_axes != (1,):
             raise ValueError("A key/value cache works with [batch, length, features] "
                              "inputs and the default `attention_axes`.")
-        with _without_keras_masks(query):
+        with without_keras_masks(query):
             gate = self._gate_dense(query) if self._use_gate else None
             query_heads = self._query_dense(query)
             key_heads = self._key_dense(query)
@@ -644,7 +599,7 @@ class MultiHeadAttention(keras.layers.Layer):
         """Scaled queries, keys, values `[B, H, L, d]` → `(context [B, H, T, dv], probs)`."""
         # Contracting over d directly: no transposed copy of the keys (or the cache).
         scores = ops.cast(ops.einsum("bhtd,bhsd->bhts", query_heads, key_heads), "float32")
-        scores = ops.where(mask, scores, _MASKED_SCORE)
+        scores = ops.where(mask, scores, MASKED_SCORE)
         probabilities = ops.where(mask, ops.softmax(scores, axis=-1), 0.0)
         weights = ops.cast(probabilities, self.compute_dtype)
         if self._dropout > 0.0:
