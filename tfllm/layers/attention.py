@@ -13,11 +13,9 @@ from tfllm.layers.attention_masks import (
 )
 from tfllm.layers.einsum_equations import attention_equations, projection_equation
 from tfllm.layers.initializers import clone_initializer
+from tfllm.layers.key_value_cache import KeyValueCacheMixin
 from tfllm.layers.positional import RotaryEmbedding
 from tfllm.layers.validation import check_rate
-
-#: Positions per block of the key/value cache that a decoding step attends to.
-CACHE_WINDOW = 128
 
 
 def _check_dim(name, value, allow_none=False):
@@ -32,7 +30,7 @@ def _check_dim(name, value, allow_none=False):
 
 
 @keras.saving.register_keras_serializable(package="tfllm")
-class MultiHeadAttention(keras.layers.Layer):
+class MultiHeadAttention(KeyValueCacheMixin, keras.layers.Layer):
     """Multi-head attention: a drop-in for `keras.layers.MultiHeadAttention`, plus a cache.
 
     Projects `query`, `key` and `value` into `num_heads` heads with
@@ -355,11 +353,22 @@ class MultiHeadAttention(keras.layers.Layer):
         if cache is not None:
             return self._call_with_cache(query, cache, cache_index, query_mask,
                                          attention_mask, return_attention_scores, training)
+        mask = self._compute_attention_mask(
+            query, value, query_mask=query_mask, value_mask=value_mask,
+            key_mask=key_mask, attention_mask=attention_mask,
+            use_causal_mask=use_causal_mask)
+        gate, query_heads, key_heads, value_heads = self._project_heads(
+            query, key, value, start_index)
+        output, scores = self._compute_attention(
+            query_heads, key_heads, value_heads, mask, training, return_attention_scores)
+        output = self._project_output(output, gate)
+        return (output, scores) if return_attention_scores else output
+
+    def _project_heads(self, query, key, value, start_index):
+        """`(gate or None, query_heads, key_heads, value_heads)`: `[B, T, H, d]` for the
+        query, `[B, S, H, d]` for the keys and values; queries and keys are rotated when
+        the layer has rotary embeddings."""
         with without_keras_masks(query, value, key):
-            mask = self._compute_attention_mask(
-                query, value, query_mask=query_mask, value_mask=value_mask,
-                key_mask=key_mask, attention_mask=attention_mask,
-                use_causal_mask=use_causal_mask)
             gate = self._gate_dense(query) if self._use_gate else None
             query_heads = self._query_dense(query)
             key_heads = self._key_dense(key)
@@ -367,12 +376,13 @@ class MultiHeadAttention(keras.layers.Layer):
         if self.rotary_embedding is not None:
             query_heads = self.rotary_embedding(query_heads, start_index=start_index)
             key_heads = self.rotary_embedding(key_heads, start_index=start_index)
-        output, scores = self._compute_attention(
-            query_heads, key_heads, value_heads, mask, training, return_attention_scores)
+        return gate, query_heads, key_heads, value_heads
+
+    def _project_output(self, output, gate):
+        """The attention output `[B, T, H, dv]`, times the gate (`use_gate`), projected back."""
         if gate is not None:
             output = output * gate
-        output = self._output_dense(output)
-        return (output, scores) if return_attention_scores else output
+        return self._output_dense(output)
 
     def _compute_attention_mask(self, query, value, query_mask=None, value_mask=None,
                                 key_mask=None, attention_mask=None, use_causal_mask=False):
@@ -484,93 +494,6 @@ class MultiHeadAttention(keras.layers.Layer):
             # A fully masked row would otherwise be uniform over what it may not see.
             probabilities = ops.where(attention_mask, probabilities, 0.0)
         return probabilities
-
-    def _call_with_cache(self, query, cache, cache_index, query_mask, attention_mask,
-                         return_attention_scores, training):
-        """Self-attention of `query [B, T, D]` at positions `cache_index...` over a cache."""
-        if cache_index is None:
-            raise ValueError("`cache_index` is required with `cache`.")
-        if len(query.shape) != 3 or self._attention_axes != (1,):
-            raise ValueError("A key/value cache works with [batch, length, features] "
-                             "inputs and the default `attention_axes`.")
-        with without_keras_masks(query):
-            gate = self._gate_dense(query) if self._use_gate else None
-            query_heads = self._query_dense(query)
-            key_heads = self._key_dense(query)
-            value_heads = self._value_dense(query)
-        if self.rotary_embedding is not None:
-            query_heads = self.rotary_embedding(query_heads, start_index=cache_index)
-            key_heads = self.rotary_embedding(key_heads, start_index=cache_index)
-        # [B, T, H, d] -> [B, H, T, d]: heads first, as the cache keeps them.
-        query_heads, key_heads, value_heads = (
-            ops.transpose(heads, (0, 2, 1, 3)) for heads in (query_heads, key_heads, value_heads))
-        # Write this step's keys and values at `cache_index`, attend to the cache.
-        update = ops.stack([key_heads, value_heads], axis=1)  # [B, 2, H, T, d]
-        zero = ops.zeros((), "int32")
-        cache = ops.slice_update(
-            cache, (zero, zero, zero, ops.cast(cache_index, "int32"), zero),
-            ops.cast(update, cache.dtype))
-        key_heads = ops.cast(cache[:, 0], query_heads.dtype)
-        value_heads = ops.cast(cache[:, 1], query_heads.dtype)
-        # Query i sits at position cache_index + i and sees keys up to it; the cache
-        # beyond holds nothing yet (or stale keys of an earlier sequence).
-        query_length = ops.shape(query)[1]
-        query_positions = ops.arange(query_length) + ops.cast(cache_index, "int32")
-        key_positions = ops.arange(ops.shape(cache)[3])
-        visible = key_positions[None, :] <= query_positions[:, None]
-        if self._sliding_window is not None:
-            visible = ops.logical_and(
-                visible, query_positions[:, None] - key_positions[None, :] < self._sliding_window)
-        mask = merge_masks(
-            visible[None, None],
-            None if attention_mask is None else ops.expand_dims(attention_mask, 1),
-            None if query_mask is None else query_mask[:, None, :, None])
-        query_heads = query_heads * ops.cast(self._inverse_sqrt_key_dim, query_heads.dtype)
-        cache_length = cache.shape[3]
-        if (cache_length is not None and query.shape[1] == 1 and not return_attention_scores
-                and cache_length > CACHE_WINDOW):
-            # One decoding step: attend to the smallest window of whole blocks that holds
-            # every position up to the query's; the rest of the cache is masked anyway.
-            windows = list(range(CACHE_WINDOW, cache_length, CACHE_WINDOW)) + [cache_length]
-            block = ops.minimum(ops.cast(cache_index, "int32") // CACHE_WINDOW,
-                                len(windows) - 1)
-
-            def window_attention(width):
-                return lambda: self._attend_heads_first(
-                    query_heads, key_heads[:, :, :width], value_heads[:, :, :width],
-                    mask[..., :width], training)[0]
-
-            context = ops.switch(block, [window_attention(width) for width in windows])
-            probabilities = None
-        else:
-            context, probabilities = self._attend_heads_first(
-                query_heads, key_heads, value_heads, mask, training)
-        output = ops.transpose(context, (0, 2, 1, 3))  # [B, T, H, dv]
-        if gate is not None:
-            output = output * gate
-        output = self._output_dense(output)
-        outputs = (output, probabilities) if return_attention_scores else (output,)
-        return outputs + (cache,)
-
-    def _attend_heads_first(self, query_heads, key_heads, value_heads, mask, training):
-        """Scaled queries, keys, values `[B, H, L, d]` → `(context [B, H, T, dv], probs)`."""
-        # Contracting over d directly: no transposed copy of the keys (or the cache).
-        scores = ops.cast(ops.einsum("bhtd,bhsd->bhts", query_heads, key_heads), "float32")
-        scores = ops.where(mask, scores, MASKED_SCORE)
-        probabilities = ops.where(mask, ops.softmax(scores, axis=-1), 0.0)
-        weights = ops.cast(probabilities, self.compute_dtype)
-        if self._dropout > 0.0:
-            weights = self._dropout_layer(weights, training=training)
-        return ops.matmul(weights, value_heads), probabilities
-
-    def init_cache(self, batch_size, max_length, dtype=None):
-        """A zero `[B, 2, H, max_length, d]` key/value cache for `call(..., cache=...)`."""
-        if self._key_dim != self._value_dim:
-            raise ValueError("A key/value cache needs `key_dim == value_dim`.")
-        return ops.zeros(
-            (batch_size, 2, self._num_heads, max_length, self._key_dim),
-            dtype or self.compute_dtype,
-        )
 
     def compute_mask(self, query, previous_mask=None):
         # The output is aligned with the query, so it keeps the query's mask.
