@@ -1,95 +1,21 @@
 """Multi-head scaled dot-product attention: Keras's contract, a key/value cache on top."""
 
-import contextlib
 import math
-import string
 
 import keras
 from keras import ops
 
-try:  # the Keras mask of a tensor (the attribute Keras's own layers read and write)
-    from keras.src.backend import get_keras_mask, set_keras_mask
-except ImportError:  # pragma: no cover - other Keras 3 releases
-    def get_keras_mask(tensor):
-        return getattr(tensor, "_keras_mask", None)
-
-    def set_keras_mask(tensor, mask):
-        tensor._keras_mask = mask
-
+from tfllm.layers.attention_masks import (
+    MASKED_SCORE,
+    causal_mask,
+    merge_masks,
+    without_keras_masks,
+)
+from tfllm.layers.einsum_equations import attention_equations, projection_equation
 from tfllm.layers.initializers import clone_initializer
+from tfllm.layers.key_value_cache import KeyValueCacheMixin
 from tfllm.layers.positional import RotaryEmbedding
 from tfllm.layers.validation import check_rate
-
-#: Positions per block of the key/value cache that a decoding step attends to.
-CACHE_WINDOW = 128
-
-#: Stand-in for "may not attend" in float32 scores: far below any real score, finite.
-_MASKED_SCORE = -1e9
-
-
-def causal_mask(query_length, key_length):
-    """`[1, T, S]` boolean mask: query `i` may attend to keys `j <= i`.
-
-    Aligned at the top left like `keras.layers.MultiHeadAttention`'s causal
-    mask.
-    """
-    query_positions = ops.arange(query_length)[:, None]
-    key_positions = ops.arange(key_length)[None, :]
-    return ops.expand_dims(key_positions <= query_positions, 0)
-
-
-def merge_masks(*masks):
-    """Logical AND of the masks that are not None (None if all are None)."""
-    merged = None
-    for mask in masks:
-        if mask is None:
-            continue
-        mask = ops.cast(mask, "bool")
-        merged = mask if merged is None else ops.logical_and(merged, mask)
-    return merged
-
-
-def _letters(start, count):
-    return string.ascii_lowercase[start:start + count]
-
-
-def projection_equation(free_dims, bound_dims, output_dims):
-    """The `EinsumDense` equation of a projection, as Keras's attention builds it.
-
-    The input's first `free_dims` axes pass through, its next `bound_dims` axes are
-    contracted with the kernel, and the kernel adds `output_dims` axes: for a `[B, T, D]`
-    input projected to heads, `("abc,cde->abde", "de", 4)`.
-
-    Returns:
-        `(equation, bias_axes, output_rank)`.
-    """
-    free = _letters(0, free_dims)
-    bound = _letters(free_dims, bound_dims)
-    output = _letters(free_dims + bound_dims, output_dims)
-    return f"{free}{bound},{bound}{output}->{free}{output}", output, free_dims + output_dims
-
-
-def attention_equations(rank, attention_axes):
-    """Einsum equations of the scores and of the weighted sum, for projected inputs of
-    `rank` (`[B, <other axes>, <attention axes>, H, d]`), as Keras's attention has them.
-
-    The scores are `[B, <other axes>, H, <query attention axes>, <key attention axes>]`:
-    for `[B, T, H, d]` inputs, `"aecd,abcd->acbe"` (keys, queries) and
-    `"acbe,aecd->abcd"` (probabilities, values).
-
-    Returns:
-        `(scores_equation, combine_equation, scores_rank)`.
-    """
-    target = _letters(0, rank)
-    batch_axes = [axis for axis in range(rank - 1) if axis not in attention_axes]
-    source = list(target)
-    for offset, axis in enumerate(attention_axes):
-        source[axis] = string.ascii_lowercase[rank + offset]
-    source = "".join(source)
-    product = ("".join(target[axis] for axis in batch_axes)
-               + "".join(target[axis] for axis in attention_axes)
-               + "".join(source[axis] for axis in attention_axes))
-    return (f"{source},{target}->{product}", f"{product},{source}->{target}", len(product))
 
 
 def _check_dim(name, value, allow_none=False):
@@ -103,24 +29,8 @@ def _check_dim(name, value, allow_none=False):
     return value
 
 
-@contextlib.contextmanager
-def _without_keras_masks(*tensors):
-    """Detaches the Keras masks of `tensors` for the duration (the projections do not
-    take masks: they would warn and drop them), then puts them back."""
-    masks = [get_keras_mask(tensor) for tensor in tensors]
-    for tensor, mask in zip(tensors, masks):
-        if mask is not None:
-            set_keras_mask(tensor, None)
-    try:
-        yield
-    finally:
-        for tensor, mask in zip(tensors, masks):
-            if mask is not None:
-                set_keras_mask(tensor, mask)
-
-
 @keras.saving.register_keras_serializable(package="tfllm")
-class MultiHeadAttention(keras.layers.Layer):
+class MultiHeadAttention(KeyValueCacheMixin, keras.layers.Layer):
     """Multi-head attention: a drop-in for `keras.layers.MultiHeadAttention`, plus a cache.
 
     Projects `query`, `key` and `value` into `num_heads` heads with
@@ -443,11 +353,22 @@ class MultiHeadAttention(keras.layers.Layer):
         if cache is not None:
             return self._call_with_cache(query, cache, cache_index, query_mask,
                                          attention_mask, return_attention_scores, training)
-        with _without_keras_masks(query, value, key):
-            mask = self._compute_attention_mask(
-                query, value, query_mask=query_mask, value_mask=value_mask,
-                key_mask=key_mask, attention_mask=attention_mask,
-                use_causal_mask=use_causal_mask)
+        mask = self._compute_attention_mask(
+            query, value, query_mask=query_mask, value_mask=value_mask,
+            key_mask=key_mask, attention_mask=attention_mask,
+            use_causal_mask=use_causal_mask)
+        gate, query_heads, key_heads, value_heads = self._project_heads(
+            query, key, value, start_index)
+        output, scores = self._compute_attention(
+            query_heads, key_heads, value_heads, mask, training, return_attention_scores)
+        output = self._project_output(output, gate)
+        return (output, scores) if return_attention_scores else output
+
+    def _project_heads(self, query, key, value, start_index):
+        """`(gate or None, query_heads, key_heads, value_heads)`: `[B, T, H, d]` for the
+        query, `[B, S, H, d]` for the keys and values; queries and keys are rotated when
+        the layer has rotary embeddings."""
+        with without_keras_masks(query, value, key):
             gate = self._gate_dense(query) if self._use_gate else None
             query_heads = self._query_dense(query)
             key_heads = self._key_dense(key)
@@ -455,12 +376,13 @@ class MultiHeadAttention(keras.layers.Layer):
         if self.rotary_embedding is not None:
             query_heads = self.rotary_embedding(query_heads, start_index=start_index)
             key_heads = self.rotary_embedding(key_heads, start_index=start_index)
-        output, scores = self._compute_attention(
-            query_heads, key_heads, value_heads, mask, training, return_attention_scores)
+        return gate, query_heads, key_heads, value_heads
+
+    def _project_output(self, output, gate):
+        """The attention output `[B, T, H, dv]`, times the gate (`use_gate`), projected back."""
         if gate is not None:
             output = output * gate
-        output = self._output_dense(output)
-        return (output, scores) if return_attention_scores else output
+        return self._output_dense(output)
 
     def _compute_attention_mask(self, query, value, query_mask=None, value_mask=None,
                                 key_mask=None, attention_mask=None, use_causal_mask=False):
@@ -562,7 +484,7 @@ class MultiHeadAttention(keras.layers.Layer):
         scores = ops.cast(scores, "float32")
         if attention_mask is not None:
             attention_mask = self._expand_mask(ops.cast(attention_mask, "bool"))
-            scores = ops.where(attention_mask, scores, _MASKED_SCORE)
+            scores = ops.where(attention_mask, scores, MASKED_SCORE)
         axes = tuple(range(self._scores_rank - len(self._attention_axes), self._scores_rank))
         if len(axes) == 1:
             probabilities = ops.softmax(scores, axis=axes[0])
@@ -572,93 +494,6 @@ class MultiHeadAttention(keras.layers.Layer):
             # A fully masked row would otherwise be uniform over what it may not see.
             probabilities = ops.where(attention_mask, probabilities, 0.0)
         return probabilities
-
-    def _call_with_cache(self, query, cache, cache_index, query_mask, attention_mask,
-                         return_attention_scores, training):
-        """Self-attention of `query [B, T, D]` at positions `cache_index...` over a cache."""
-        if cache_index is None:
-            raise ValueError("`cache_index` is required with `cache`.")
-        if len(query.shape) != 3 or self._attention_axes != (1,):
-            raise ValueError("A key/value cache works with [batch, length, features] "
-                             "inputs and the default `attention_axes`.")
-        with _without_keras_masks(query):
-            gate = self._gate_dense(query) if self._use_gate else None
-            query_heads = self._query_dense(query)
-            key_heads = self._key_dense(query)
-            value_heads = self._value_dense(query)
-        if self.rotary_embedding is not None:
-            query_heads = self.rotary_embedding(query_heads, start_index=cache_index)
-            key_heads = self.rotary_embedding(key_heads, start_index=cache_index)
-        # [B, T, H, d] -> [B, H, T, d]: heads first, as the cache keeps them.
-        query_heads, key_heads, value_heads = (
-            ops.transpose(heads, (0, 2, 1, 3)) for heads in (query_heads, key_heads, value_heads))
-        # Write this step's keys and values at `cache_index`, attend to the cache.
-        update = ops.stack([key_heads, value_heads], axis=1)  # [B, 2, H, T, d]
-        zero = ops.zeros((), "int32")
-        cache = ops.slice_update(
-            cache, (zero, zero, zero, ops.cast(cache_index, "int32"), zero),
-            ops.cast(update, cache.dtype))
-        key_heads = ops.cast(cache[:, 0], query_heads.dtype)
-        value_heads = ops.cast(cache[:, 1], query_heads.dtype)
-        # Query i sits at position cache_index + i and sees keys up to it; the cache
-        # beyond holds nothing yet (or stale keys of an earlier sequence).
-        query_length = ops.shape(query)[1]
-        query_positions = ops.arange(query_length) + ops.cast(cache_index, "int32")
-        key_positions = ops.arange(ops.shape(cache)[3])
-        visible = key_positions[None, :] <= query_positions[:, None]
-        if self._sliding_window is not None:
-            visible = ops.logical_and(
-                visible, query_positions[:, None] - key_positions[None, :] < self._sliding_window)
-        mask = merge_masks(
-            visible[None, None],
-            None if attention_mask is None else ops.expand_dims(attention_mask, 1),
-            None if query_mask is None else query_mask[:, None, :, None])
-        query_heads = query_heads * ops.cast(self._inverse_sqrt_key_dim, query_heads.dtype)
-        cache_length = cache.shape[3]
-        if (cache_length is not None and query.shape[1] == 1 and not return_attention_scores
-                and cache_length > CACHE_WINDOW):
-            # One decoding step: attend to the smallest window of whole blocks that holds
-            # every position up to the query's; the rest of the cache is masked anyway.
-            windows = list(range(CACHE_WINDOW, cache_length, CACHE_WINDOW)) + [cache_length]
-            block = ops.minimum(ops.cast(cache_index, "int32") // CACHE_WINDOW,
-                                len(windows) - 1)
-
-            def window_attention(width):
-                return lambda: self._attend_heads_first(
-                    query_heads, key_heads[:, :, :width], value_heads[:, :, :width],
-                    mask[..., :width], training)[0]
-
-            context = ops.switch(block, [window_attention(width) for width in windows])
-            probabilities = None
-        else:
-            context, probabilities = self._attend_heads_first(
-                query_heads, key_heads, value_heads, mask, training)
-        output = ops.transpose(context, (0, 2, 1, 3))  # [B, T, H, dv]
-        if gate is not None:
-            output = output * gate
-        output = self._output_dense(output)
-        outputs = (output, probabilities) if return_attention_scores else (output,)
-        return outputs + (cache,)
-
-    def _attend_heads_first(self, query_heads, key_heads, value_heads, mask, training):
-        """Scaled queries, keys, values `[B, H, L, d]` → `(context [B, H, T, dv], probs)`."""
-        # Contracting over d directly: no transposed copy of the keys (or the cache).
-        scores = ops.cast(ops.einsum("bhtd,bhsd->bhts", query_heads, key_heads), "float32")
-        scores = ops.where(mask, scores, _MASKED_SCORE)
-        probabilities = ops.where(mask, ops.softmax(scores, axis=-1), 0.0)
-        weights = ops.cast(probabilities, self.compute_dtype)
-        if self._dropout > 0.0:
-            weights = self._dropout_layer(weights, training=training)
-        return ops.matmul(weights, value_heads), probabilities
-
-    def init_cache(self, batch_size, max_length, dtype=None):
-        """A zero `[B, 2, H, max_length, d]` key/value cache for `call(..., cache=...)`."""
-        if self._key_dim != self._value_dim:
-            raise ValueError("A key/value cache needs `key_dim == value_dim`.")
-        return ops.zeros(
-            (batch_size, 2, self._num_heads, max_length, self._key_dim),
-            dtype or self.compute_dtype,
-        )
 
     def compute_mask(self, query, previous_mask=None):
         # The output is aligned with the query, so it keeps the query's mask.

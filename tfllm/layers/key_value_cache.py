@@ -1,0 +1,115 @@
+"""The key/value cache of `MultiHeadAttention`: one compiled decoding step for every position."""
+
+from keras import ops
+
+from tfllm.layers.attention_masks import MASKED_SCORE, merge_masks
+
+#: Positions per block of the key/value cache that a decoding step attends to.
+CACHE_WINDOW = 128
+
+
+class KeyValueCacheMixin:
+    """The cached self-attention of `MultiHeadAttention` (`call(..., cache=...)`).
+
+    Kept apart from the layer, which holds Keras's contract, because Keras's layer has
+    no cache. It uses the layer's projections (`_project_heads`, `_project_output`),
+    its dropout and its settings; the class docstring of `MultiHeadAttention` describes
+    the call. A cache is `[B, 2, H, S, d]`: keys and values, heads first.
+    """
+
+    def init_cache(self, batch_size, max_length, dtype=None):
+        """A zero `[B, 2, H, max_length, d]` key/value cache for `call(..., cache=...)`."""
+        if self._key_dim != self._value_dim:
+            raise ValueError("A key/value cache needs `key_dim == value_dim`.")
+        return ops.zeros(
+            (batch_size, 2, self._num_heads, max_length, self._key_dim),
+            dtype or self.compute_dtype,
+        )
+
+    def _call_with_cache(self, query, cache, cache_index, query_mask, attention_mask,
+                         return_attention_scores, training):
+        """Self-attention of `query [B, T, D]` at positions `cache_index...` over a cache."""
+        if cache_index is None:
+            raise ValueError("`cache_index` is required with `cache`.")
+        if len(query.shape) != 3 or self._attention_axes != (1,):
+            raise ValueError("A key/value cache works with [batch, length, features] "
+                             "inputs and the default `attention_axes`.")
+        gate, query_heads, key_heads, value_heads = self._project_heads(
+            query, query, query, start_index=cache_index)
+        # [B, T, H, d] -> [B, H, T, d]: heads first, as the cache keeps them.
+        query_heads, key_heads, value_heads = (
+            ops.transpose(heads, (0, 2, 1, 3)) for heads in (query_heads, key_heads, value_heads))
+        cache = self._write_cache(cache, cache_index, key_heads, value_heads)
+        key_heads = ops.cast(cache[:, 0], query_heads.dtype)
+        value_heads = ops.cast(cache[:, 1], query_heads.dtype)
+        mask = self._cache_mask(query, cache, cache_index, query_mask, attention_mask)
+        query_heads = query_heads * ops.cast(self._inverse_sqrt_key_dim, query_heads.dtype)
+        single_step = query.shape[1] == 1 and not return_attention_scores
+        context, probabilities = self._attend_to_cache(
+            query_heads, key_heads, value_heads, mask, cache_index, single_step, training)
+        output = self._project_output(ops.transpose(context, (0, 2, 1, 3)), gate)
+        outputs = (output, probabilities) if return_attention_scores else (output,)
+        return outputs + (cache,)
+
+    @staticmethod
+    def _write_cache(cache, cache_index, key_heads, value_heads):
+        """`cache` with keys and values `[B, H, T, d]` written at positions `cache_index...`
+        (`slice_update`: the cache is not reallocated)."""
+        update = ops.stack([key_heads, value_heads], axis=1)  # [B, 2, H, T, d]
+        zero = ops.zeros((), "int32")
+        return ops.slice_update(
+            cache, (zero, zero, zero, ops.cast(cache_index, "int32"), zero),
+            ops.cast(update, cache.dtype))
+
+    def _cache_mask(self, query, cache, cache_index, query_mask, attention_mask):
+        """`[B, 1, T, S]` mask over the cache (`[1, 1, T, S]` without padding masks).
+
+        Query `i` sits at position `cache_index + i` and sees the keys up to it (within
+        the sliding window); the cache beyond holds nothing yet (or stale keys of an
+        earlier sequence).
+        """
+        query_length = ops.shape(query)[1]
+        query_positions = ops.arange(query_length) + ops.cast(cache_index, "int32")
+        key_positions = ops.arange(ops.shape(cache)[3])
+        visible = key_positions[None, :] <= query_positions[:, None]
+        if self._sliding_window is not None:
+            visible = ops.logical_and(
+                visible, query_positions[:, None] - key_positions[None, :] < self._sliding_window)
+        return merge_masks(
+            visible[None, None],
+            None if attention_mask is None else ops.expand_dims(attention_mask, 1),
+            None if query_mask is None else query_mask[:, None, :, None])
+
+    def _attend_to_cache(self, query_heads, key_heads, value_heads, mask, cache_index,
+                         single_step, training):
+        """Scaled queries `[B, H, T, d]` over the whole cache `[B, H, S, d]`:
+        `(context [B, H, T, dv], probabilities)`.
+
+        A `single_step` (one query, no probabilities wanted) over a cache longer than
+        `CACHE_WINDOW` attends to a window of it instead, and gives no probabilities.
+        """
+        cache_length = key_heads.shape[2]
+        if not single_step or cache_length is None or cache_length <= CACHE_WINDOW:
+            return self._attend_heads_first(query_heads, key_heads, value_heads, mask, training)
+        # Attend to the smallest window of whole blocks that holds every position up to
+        # the query's: the rest of the cache is masked anyway.
+        windows = list(range(CACHE_WINDOW, cache_length, CACHE_WINDOW)) + [cache_length]
+        block = ops.minimum(ops.cast(cache_index, "int32") // CACHE_WINDOW, len(windows) - 1)
+
+        def window_attention(width):
+            return lambda: self._attend_heads_first(
+                query_heads, key_heads[:, :, :width], value_heads[:, :, :width],
+                mask[..., :width], training)[0]
+
+        return ops.switch(block, [window_attention(width) for width in windows]), None
+
+    def _attend_heads_first(self, query_heads, key_heads, value_heads, mask, training):
+        """Scaled queries, keys, values `[B, H, L, d]` → `(context [B, H, T, dv], probs)`."""
+        # Contracting over d directly: no transposed copy of the keys (or the cache).
+        scores = ops.cast(ops.einsum("bhtd,bhsd->bhts", query_heads, key_heads), "float32")
+        scores = ops.where(mask, scores, MASKED_SCORE)
+        probabilities = ops.where(mask, ops.softmax(scores, axis=-1), 0.0)
+        weights = ops.cast(probabilities, self.compute_dtype)
+        if self._dropout > 0.0:
+            weights = self._dropout_layer(weights, training=training)
+        return ops.matmul(weights, value_heads), probabilities
