@@ -32,6 +32,8 @@ _BROKEN_DIRECTION = re.compile(r"^\\?\[[^\]]*\]_+$")
 _MARKDOWN_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!])")
 _SPACES = re.compile(r"[ \t\u00a0]+")
 
+_Speech = tuple[str | None, list[str]]  # the speaker's name (None for none) and the lines
+
 
 def _opens_direction(line: str) -> bool:
     # A direction is set in `_italics_`, or `*italics*` in Edward III; `**` is a speaker.
@@ -91,54 +93,71 @@ def clean_play_markdown(markdown: str) -> str:
     'DUNCAN:\\nWhat bloody man is that?\\n'
     """
     source_lines = [line.strip() for line in markdown.splitlines()]
-    speeches: list[tuple[str | None, list[str]]] = []
-    lines: list[str] | None = None  # the lines of the current speech, None outside a speech
-    in_direction = False
-    skipping_paragraph = False
-    after_scene_heading = False
-    speaker_prefix = ""
-
+    reader = _SpeechReader(source_lines)
     for index, line in enumerate(source_lines):
+        reader.read(index, line)
+    return _format_speeches(reader.speeches)
+
+
+class _SpeechReader:
+    """Reads a play's stripped lines in order into `(speaker or None, dialogue lines)` speeches."""
+
+    def __init__(self, source_lines: list[str]):
+        self.source_lines = source_lines  # whole, to look ahead for a broken speaker name
+        self.speeches: list[_Speech] = []
+        self.lines: list[str] | None = None  # the current speech's lines, None outside a speech
+        self.in_direction = False
+        self.skipping_paragraph = False
+        self.after_scene_heading = False
+        self.speaker_prefix = ""
+
+    def read(self, index: int, line: str) -> None:
+        """Read `line`, the `index`-th of the source lines."""
         if not line:
             # Emphasis cannot cross a blank line in markdown, so neither can a direction.
-            in_direction = skipping_paragraph = False
-            continue
-        if in_direction:
-            in_direction = not _closes_direction(line)
-            continue
-        if skipping_paragraph:
-            continue
+            self.in_direction = self.skipping_paragraph = False
+            return
+        if self.in_direction:
+            self.in_direction = not _closes_direction(line)
+            return
+        if self.skipping_paragraph:
+            return
         if _HEADING.match(line):
-            lines = None
-            after_scene_heading = "SCENE" in line.upper()
-            continue
+            self.lines = None
+            self.after_scene_heading = "SCENE" in line.upper()
+            return
         speaker_match = _SPEAKER.match(line)
         is_direction = _opens_direction(line) or _BROKEN_DIRECTION.match(line)
-        if after_scene_heading and not speaker_match and not is_direction:
-            skipping_paragraph = True
-            continue
-        after_scene_heading = False
+        if self.after_scene_heading and not speaker_match and not is_direction:
+            self.skipping_paragraph = True
+            return
+        self.after_scene_heading = False
         if speaker_match:
-            name = _clean_dialogue_line(speaker_match.group("name"))
-            lines = []
-            speeches.append((speaker_prefix + name, lines))
-            speaker_prefix = ""
-            continue
-        if is_direction:
+            self._start_speech(_clean_dialogue_line(speaker_match.group("name")))
+        elif is_direction:
             opened = _opens_direction(line)
-            in_direction = opened and (len(line) == 1 or not _closes_direction(line))
-            continue
-        dialogue = _clean_dialogue_line(line)
-        if not dialogue or dialogue == "SONG.":
-            continue
-        if _is_broken_speaker_name(source_lines, index, dialogue):
-            speaker_prefix = dialogue + " "
-            continue
-        if lines is None:
-            lines = []
-            speeches.append((None, lines))
-        lines.append(dialogue)
+            self.in_direction = opened and (len(line) == 1 or not _closes_direction(line))
+        else:
+            self._read_dialogue(index, _clean_dialogue_line(line))
 
+    def _start_speech(self, name: str) -> None:
+        self.lines = []
+        self.speeches.append((self.speaker_prefix + name, self.lines))
+        self.speaker_prefix = ""
+
+    def _read_dialogue(self, index: int, dialogue: str) -> None:
+        if not dialogue or dialogue == "SONG.":
+            return
+        if _is_broken_speaker_name(self.source_lines, index, dialogue):
+            self.speaker_prefix = dialogue + " "
+            return
+        if self.lines is None:
+            self.lines = []
+            self.speeches.append((None, self.lines))
+        self.lines.append(dialogue)
+
+
+def _format_speeches(speeches: list[_Speech]) -> str:
     paragraphs = []
     for name, speech_lines in speeches:
         if not speech_lines:
