@@ -6,15 +6,7 @@
 >>> train_data = language_model_dataset(train_ids, sequence_length=256, batch_size=64, seed=1)
 """
 
-from tfllm.data.corpus import (
-    Corpus,
-    CorpusError,
-    Document,
-    clean_play_markdown,
-    load_corpus,
-    load_shakespeare,
-    load_text_files,
-)
+from tfllm.data.corpus import Corpus, CorpusError, Document, load_corpus
 from tfllm.data.datasets import (
     classification_dataset,
     encode_documents,
@@ -32,7 +24,9 @@ from tfllm.data.genres import (
     split_by_genre,
 )
 from tfllm.data.masking import mask_tokens
+from tfllm.data.shakespeare import clean_play_markdown, load_shakespeare
 from tfllm.data.text import STOP_WORDS, normalize_text
+from tfllm.data.text_files import load_text_files
 from tfllm.data.tokenizers import CharacterTokenizer
 from tfllm.data.tokenizer_files import load_tokenizer
 from tfllm.data.wordpiece import SPECIAL_TOKENS, WordPieceTokenizer

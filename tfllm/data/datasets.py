@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tfllm.data.corpus import Document
 from tfllm.data.masking import mask_tokens
+from tfllm.data.token_windows import TokenWindows
 from tfllm.data.tokenizers import CharacterTokenizer
 from tfllm.layers.validation import check_positive_int
 
@@ -30,15 +31,30 @@ def _as_token_tensor(token_ids) -> tf.Tensor:
     return token_ids
 
 
-def language_model_dataset(
-    token_ids,
-    sequence_length: int,
-    batch_size: int,
-    shuffle: bool = True,
-    seed: int | None = None,
-    repeat: bool = False,
-    drop_remainder: bool = True,
-) -> tf.data.Dataset:
+def _check_one_window_fits(num_tokens: int, window_length: int, one_window: str) -> None:
+    if num_tokens < window_length:
+        raise ValueError(f"`token_ids` holds {num_tokens} tokens, fewer than one {one_window}")
+
+
+def _check_one_batch_fits(
+    windows_per_pass: int, batch_size: int, drop_remainder: bool, what_it_holds: str
+) -> None:
+    if drop_remainder and windows_per_pass < batch_size:
+        raise ValueError(
+            f"`token_ids` holds {what_it_holds}, fewer than `batch_size` = {batch_size}; "
+            "with `drop_remainder=True` no batch would be produced"
+        )
+
+
+def _map_and_prefetch(batches: tf.data.Dataset, function) -> tf.data.Dataset:
+    # `deterministic=True`: a parallel map that keeps the order, so a seed fixes the batches.
+    batches = batches.map(function, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def language_model_dataset(token_ids, sequence_length: int, batch_size: int, shuffle: bool = True,
+                           seed: int | None = None, repeat: bool = False,
+                           drop_remainder: bool = True) -> tf.data.Dataset:
     """Batches of next-token prediction windows cut from one token stream.
 
     A window is `sequence_length + 1` consecutive tokens; its first `T` tokens are the inputs
@@ -93,74 +109,32 @@ def language_model_dataset(
     check_positive_int("sequence_length", sequence_length)
     check_positive_int("batch_size", batch_size)
     tokens = _as_token_tensor(token_ids)
+    windows = _next_token_windows(tokens, sequence_length, shuffle, batch_size, drop_remainder)
+    batches = windows.starts(seed, repeat).batch(batch_size, drop_remainder=drop_remainder)
+    return _map_and_prefetch(batches, _cut_inputs_and_targets(tokens, windows.length))
+
+
+def _next_token_windows(tokens, sequence_length, shuffle, batch_size, drop_remainder):
+    """The windows of `language_model_dataset`, refusing a stream too short for one batch."""
     num_tokens = int(tokens.shape[0])
     window_length = sequence_length + 1
-    if num_tokens < window_length:
-        raise ValueError(
-            f"`token_ids` holds {num_tokens} tokens, fewer than one window of "
-            f"`sequence_length` + 1 = {window_length} tokens"
-        )
+    window = f"`sequence_length` + 1 = {window_length} tokens"  # as the messages call it
+    _check_one_window_fits(num_tokens, window_length, f"window of {window}")
+    windows = TokenWindows(num_tokens, window_length, stride=sequence_length, shuffle=shuffle)
+    _check_one_batch_fits(windows.per_pass, batch_size, drop_remainder,
+                          f"{num_tokens} tokens, {windows.per_pass} window(s) of {window}")
+    return windows
 
-    if shuffle:
-        # Offsets beyond `N - 1 - T` would leave no full window, hence the cap for short streams.
-        num_offsets = min(sequence_length, num_tokens - window_length + 1)
-        windows_per_pass = (num_tokens - 1 - (num_offsets - 1)) // sequence_length
-    else:
-        windows_per_pass = (num_tokens - 1) // sequence_length
-    if drop_remainder and windows_per_pass < batch_size:
-        raise ValueError(
-            f"`token_ids` holds {num_tokens} tokens, {windows_per_pass} window(s) of "
-            f"`sequence_length` + 1 = {window_length} tokens, fewer than `batch_size` = "
-            f"{batch_size}; with `drop_remainder=True` no batch would be produced"
-        )
 
-    if shuffle:
-        window_starts = _shuffled_window_starts(
-            num_tokens, sequence_length, num_offsets, windows_per_pass, seed, repeat
-        )
-    else:
-        window_starts = tf.data.Dataset.range(windows_per_pass).map(
-            lambda index: index * sequence_length
-        )
-        if repeat:
-            window_starts = window_starts.repeat()
-
+def _cut_inputs_and_targets(tokens, window_length):
+    """The `map` function from a batch of window starts to `(inputs, targets)`."""
     offsets_in_window = tf.range(window_length, dtype=tf.int64)
 
     def cut_windows(starts):
         windows = tf.gather(tokens, starts[:, tf.newaxis] + offsets_in_window)
         return windows[:, :-1], windows[:, 1:]
 
-    dataset = window_starts.batch(batch_size, drop_remainder=drop_remainder)
-    dataset = dataset.map(cut_windows, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def _shuffled_window_starts(
-    num_tokens: int,
-    sequence_length: int,
-    num_offsets: int,
-    windows_per_pass: int,
-    seed: int | None,
-    repeat: bool,
-) -> tf.data.Dataset:
-    # One pair of random numbers per pass: an offset and the seed of that pass's order.
-    # `rerandomize_each_iteration` draws new pairs each time Keras re-iterates the dataset.
-    pass_randomness = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    if not repeat:
-        pass_randomness = pass_randomness.take(1)
-
-    def starts_of_one_pass(random_pair):
-        offset = tf.math.floormod(random_pair[0], num_offsets)
-        starts = offset + tf.range(windows_per_pass, dtype=tf.int64) * sequence_length
-        order_seed = tf.stack([random_pair[1], tf.constant(0, tf.int64)])
-        order = tf.argsort(tf.random.stateless_uniform([windows_per_pass], seed=order_seed))
-        return tf.data.Dataset.from_tensor_slices(tf.gather(starts, order))
-
-    starts = pass_randomness.flat_map(starts_of_one_pass)
-    if not repeat:
-        starts = starts.apply(tf.data.experimental.assert_cardinality(windows_per_pass))
-    return starts
+    return cut_windows
 
 
 def encode_documents(
@@ -260,28 +234,25 @@ def masked_lm_dataset(
     if sequence_length < 3:
         raise ValueError(f"`sequence_length` must be at least 3; got {sequence_length}")
     tokens = _as_token_tensor(token_ids)
+    windows = _masked_lm_windows(tokens, sequence_length - 2, shuffle, batch_size, drop_remainder)
+    batches = windows.starts(seed, repeat).batch(batch_size, drop_remainder=drop_remainder)
+    numbered_batches = tf.data.Dataset.zip(tf.data.Dataset.counter(), batches)
+    corrupt = _corrupt_batches(tokens, tokenizer, windows.length, seed, rate, max_predictions)
+    return _map_and_prefetch(numbered_batches, corrupt)
+
+
+def _masked_lm_windows(tokens, body, shuffle, batch_size, drop_remainder):
+    """The `body`-piece windows of `masked_lm_dataset`, refusing a stream too short for a batch."""
     num_tokens = int(tokens.shape[0])
-    body = sequence_length - 2
-    if num_tokens < body:
-        raise ValueError(
-            f"`token_ids` holds {num_tokens} tokens, fewer than one sequence of "
-            f"`sequence_length` - 2 = {body} pieces"
-        )
-    if shuffle:
-        num_offsets = min(body, num_tokens - body + 1)
-        windows_per_pass = (num_tokens - (num_offsets - 1)) // body
-        starts = _shuffled_window_starts(num_tokens, body, num_offsets, windows_per_pass,
-                                         seed, repeat)
-    else:
-        windows_per_pass = num_tokens // body
-        starts = tf.data.Dataset.range(windows_per_pass).map(lambda index: index * body)
-        if repeat:
-            starts = starts.repeat()
-    if drop_remainder and windows_per_pass < batch_size:
-        raise ValueError(
-            f"`token_ids` holds {windows_per_pass} sequence(s) of {body} pieces, fewer than "
-            f"`batch_size` = {batch_size}; with `drop_remainder=True` no batch would be produced"
-        )
+    _check_one_window_fits(num_tokens, body, f"sequence of `sequence_length` - 2 = {body} pieces")
+    windows = TokenWindows(num_tokens, body, stride=body, shuffle=shuffle)
+    _check_one_batch_fits(windows.per_pass, batch_size, drop_remainder,
+                          f"{windows.per_pass} sequence(s) of {body} pieces")
+    return windows
+
+
+def _corrupt_batches(tokens, tokenizer, body, seed, rate, max_predictions):
+    """The `map` function from `(batch number k, window starts)` to a masked-LM batch."""
     offsets = tf.range(body, dtype=tf.int64)
     special = dict(mask_id=tokenizer.mask_id, vocabulary_size=tokenizer.vocabulary_size,
                    special_ids=tokenizer.special_ids, padding_id=tokenizer.padding_id)
@@ -295,17 +266,19 @@ def masked_lm_dataset(
                              **special)
         if max_predictions is None:
             return masked["inputs"], masked["labels"], masked["sample_weight"]
-        # Selected positions first (in order), then the others as weight-0 filling.
-        order = tf.argsort(-tf.cast(masked["sample_weight"], tf.int32), axis=1, stable=True)
-        positions = order[:, :max_predictions]
-        return ({"token_ids": masked["inputs"], "mask_positions": positions},
-                tf.gather(masked["labels"], positions, batch_dims=1),
-                tf.gather(masked["sample_weight"], positions, batch_dims=1))
+        return _selected_positions_first(masked, max_predictions)
 
-    batches = starts.batch(batch_size, drop_remainder=drop_remainder)
-    dataset = tf.data.Dataset.zip(tf.data.Dataset.counter(), batches)
-    dataset = dataset.map(corrupt, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return corrupt
+
+
+def _selected_positions_first(masked, max_predictions):
+    """`({"token_ids", "mask_positions"}, targets, weights)` at the first `max_predictions`."""
+    # Selected positions first (in order), then the others as weight-0 filling.
+    order = tf.argsort(-tf.cast(masked["sample_weight"], tf.int32), axis=1, stable=True)
+    positions = order[:, :max_predictions]
+    return ({"token_ids": masked["inputs"], "mask_positions": positions},
+            tf.gather(masked["labels"], positions, batch_dims=1),
+            tf.gather(masked["sample_weight"], positions, batch_dims=1))
 
 
 def predictions_per_sequence(sequence_length: int, rate: float = 0.15) -> int:

@@ -131,7 +131,7 @@ def split_by_genre(documents, validation_per_class=1, test_per_class=2, seed=160
 
 def bundled_genre_split(validation_per_class=1, test_per_class=2, seed=1606):
     """`split_by_genre` of all 38 bundled plays (see `split_by_genre`)."""
-    from tfllm.data.corpus import load_shakespeare
+    from tfllm.data.shakespeare import load_shakespeare
 
     corpus = load_shakespeare()
     return split_by_genre(corpus.train + corpus.validation + corpus.test,

@@ -42,6 +42,31 @@ def mask_tokens(
     Raises:
         ValueError: a rate or fraction outside [0, 1], or fractions that add up to more than 1.
     """
+    _check_fractions(rate, mask_fraction, random_fraction)
+    token_ids = tf.convert_to_tensor(token_ids)
+    if not token_ids.dtype.is_integer:
+        raise ValueError(f"`token_ids` must be integers; got dtype {token_ids.dtype.name}.")
+    token_ids = tf.cast(token_ids, tf.int32)
+    excluded = tf.constant(sorted({int(padding_id), int(mask_id), *map(int, special_ids)}),
+                           tf.int32)
+    eligible = tf.logical_not(_is_any_of(token_ids, excluded))
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
+    shape = tf.shape(token_ids)
+    selected = tf.logical_and(eligible, tf.random.stateless_uniform(shape, seeds[0]) < rate)
+    action = tf.random.stateless_uniform(shape, seeds[1])
+    replace_by_mask = tf.logical_and(selected, action < mask_fraction)
+    replace_by_random = tf.logical_and(
+        selected,
+        tf.logical_and(action >= mask_fraction, action < mask_fraction + random_fraction),
+    )
+    random_ids = _random_ordinary_ids(shape, seeds[2], vocabulary_size, excluded)
+    inputs = tf.where(replace_by_mask, mask_id, token_ids)
+    inputs = tf.where(replace_by_random, random_ids, inputs)
+    return {"inputs": inputs, "labels": token_ids,
+            "sample_weight": tf.cast(selected, tf.float32)}
+
+
+def _check_fractions(rate, mask_fraction, random_fraction):
     for name, value in (("rate", rate), ("mask_fraction", mask_fraction),
                         ("random_fraction", random_fraction)):
         if not 0 <= value <= 1:
@@ -51,33 +76,16 @@ def mask_tokens(
             f"`mask_fraction + random_fraction` must be at most 1; got "
             f"{mask_fraction} + {random_fraction}."
         )
-    token_ids = tf.convert_to_tensor(token_ids)
-    if not token_ids.dtype.is_integer:
-        raise ValueError(f"`token_ids` must be integers; got dtype {token_ids.dtype.name}.")
-    token_ids = tf.cast(token_ids, tf.int32)
-    excluded = tf.constant(sorted({int(padding_id), int(mask_id), *map(int, special_ids)}),
-                           tf.int32)
-    eligible = tf.logical_not(
-        tf.reduce_any(tf.equal(token_ids[..., None], excluded), axis=-1))
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
-    shape = tf.shape(token_ids)
-    selected = tf.logical_and(
-        eligible, tf.random.stateless_uniform(shape, seeds[0]) < rate)
-    action = tf.random.stateless_uniform(shape, seeds[1])
-    replace_by_mask = tf.logical_and(selected, action < mask_fraction)
-    replace_by_random = tf.logical_and(
-        selected,
-        tf.logical_and(action >= mask_fraction, action < mask_fraction + random_fraction),
-    )
-    # Random replacements: uniform over the ordinary ids.
-    ordinary = tf.boolean_mask(
-        tf.range(vocabulary_size),
-        tf.logical_not(tf.reduce_any(
-            tf.equal(tf.range(vocabulary_size)[:, None], excluded[None, :]), axis=-1)),
-    )
-    random_ids = tf.gather(ordinary, tf.random.stateless_uniform(
-        shape, seeds[2], maxval=tf.shape(ordinary)[0], dtype=tf.int32))
-    inputs = tf.where(replace_by_mask, mask_id, token_ids)
-    inputs = tf.where(replace_by_random, random_ids, inputs)
-    return {"inputs": inputs, "labels": token_ids,
-            "sample_weight": tf.cast(selected, tf.float32)}
+
+
+def _is_any_of(ids, excluded):
+    """True where an id of `ids` is one of the `[E]` ids `excluded`."""
+    return tf.reduce_any(tf.equal(ids[..., None], excluded), axis=-1)
+
+
+def _random_ordinary_ids(shape, seed, vocabulary_size, excluded):
+    """Ids drawn uniformly from those in `[0, vocabulary_size)` that are not `excluded`."""
+    vocabulary = tf.range(vocabulary_size)
+    ordinary = tf.boolean_mask(vocabulary, tf.logical_not(_is_any_of(vocabulary, excluded)))
+    return tf.gather(ordinary, tf.random.stateless_uniform(
+        shape, seed, maxval=tf.shape(ordinary)[0], dtype=tf.int32))
