@@ -34,11 +34,12 @@ What it measures
                     batch 32 x 128, no XLA as the preset says) against the same network
                     in PyTorch: embedding, per layer LayerNorm -> `nn.LSTM` -> residual,
                     final LayerNorm, tied head.
-    bert            tfllm's `BertMaskedLM` (the "default" preset's 4 layers x 128 with
-                    learned positions; batch 32 x 128, 32 predicted positions per
-                    sequence, vocabulary 4096) [+ XLA], against a pre-LN PyTorch encoder
-                    with the same head (dense + GELU, LayerNorm, tied embedding + bias)
-                    on the predicted positions only. `--skip-bert` leaves it out.
+    bert            tfllm's `BertMaskedLM` (the "default" preset's 4 layers x 128, with
+                    learned positions instead of its rotary ones; batch 32 x 128, 32
+                    predicted positions per sequence, vocabulary 4096) [+ XLA], against a
+                    pre-LN PyTorch encoder with the same head (dense + GELU, LayerNorm,
+                    tied embedding + bias) on the predicted positions only;
+                    `--skip-bert` leaves it out.
     matmul peak     chains of square matmuls in float32 and bfloat16, in TensorFlow and
                     in PyTorch: the machine's practical peak for the MFU column.
 
@@ -59,8 +60,13 @@ What it measures
 
 How to run
     pip install -e '.[bench]'                                # PyTorch 2.13.0 (CPU)
-    PYTHONPATH=. python benchmarks/vs_pytorch.py             # everything
-    PYTHONPATH=. python benchmarks/vs_pytorch.py --quick     # sanity run
+    PYTHONPATH=. python benchmarks/vs_pytorch.py             # everything: ~15-20 min
+    PYTHONPATH=. python benchmarks/vs_pytorch.py --quick     # sanity run: ~5 min
+    make benchmark-pytorch                                   # the default run, own venv
+
+    Times are estimates for 2 quiet cores: about a third of each goes to warm-up (four
+    XLA compilations of the GPT's training step, XLA decoding loops per shape). `--quick`
+    trains the GPT at batch 4, not 16, and takes 2 rounds of 1 step.
     PYTHONPATH=. python benchmarks/vs_pytorch.py --only decode --json runs/vs_pytorch.json
 
     `--only` (repeatable) picks sections: train, decode, lstm, bert. Progress goes to
