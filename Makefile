@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo demo-lstm bert test test-all test-fast benchmark clean
+.PHONY: setup demo demo-lstm bert test test-all test-fast benchmark benchmark-pytorch clean
 
 setup: $(STAMP)
 
@@ -42,5 +42,16 @@ test-fast: setup
 benchmark: setup
 	$(BIN)/python benchmarks/train_throughput.py
 
+# tfllm against PyTorch (benchmarks/vs_pytorch.py). PyTorch goes into a venv of its own,
+# so the one `make test` uses never has it.
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e ".[bench]"
+	touch $@
+
+benchmark-pytorch: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python benchmarks/vs_pytorch.py
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) build *.egg-info .pytest_cache

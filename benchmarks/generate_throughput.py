@@ -79,7 +79,15 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from timing import interquartile_fraction, log, median, quiet_native_stderr  # noqa: E402
+from timing import (  # noqa: E402
+    add_gpt_shape_arguments,
+    check_at_least_one,
+    interquartile_fraction,
+    log,
+    median,
+    parse_cases,
+    quiet_native_stderr,
+)
 
 
 with quiet_native_stderr():
@@ -116,33 +124,13 @@ EXPORT_TEXT = (
 EXPORT_PROMPT = "ROMEO:\n"
 
 
-def parse_cases(text):
-    """"1x128,8x512" -> [(1, 128), (8, 512)]."""
-    cases = []
-    for item in text.split(","):
-        try:
-            batch, positions = (int(part) for part in item.strip().lower().split("x"))
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"a case is BATCHxPOSITIONS, e.g. 8x512; got {item!r}") from None
-        if batch < 1 or positions < 1:
-            raise argparse.ArgumentTypeError(f"batch and positions must be positive: {item!r}")
-        if (batch, positions) not in cases:
-            cases.append((batch, positions))
-    return cases
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     shape = parser.add_argument_group("model shape (same for every contender)")
-    shape.add_argument("--num-layers", type=int, default=4, help="Transformer blocks")
-    shape.add_argument("--num-heads", type=int, default=4, help="attention heads")
-    shape.add_argument("--hidden-dim", type=int, default=256, help="model width D")
-    shape.add_argument("--intermediate-dim", type=int, default=1024, help="feed-forward width")
-    shape.add_argument("--vocabulary-size", type=int, default=512, help="token ids V")
+    add_gpt_shape_arguments(shape, training=False)
     shape.add_argument("--max-length", type=int, default=512,
                        help="positions the models accept (raised to the longest case)")
     work = parser.add_argument_group("what is generated")
@@ -168,10 +156,9 @@ def parse_args(argv=None):
         args.rounds = min(args.rounds, 2)
         if args.cases == parse_cases(DEFAULT_CASES):  # --cases not given
             args.cases = parse_cases(QUICK_CASES)
-    for name in ("num_layers", "num_heads", "hidden_dim", "intermediate_dim", "vocabulary_size",
-                 "max_length", "prompt_length", "export_new_tokens", "rounds"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    check_at_least_one(parser, args, (
+        "num_layers", "num_heads", "hidden_dim", "intermediate_dim", "vocabulary_size",
+        "max_length", "prompt_length", "export_new_tokens", "rounds"))
     if args.warmup < 1:
         parser.error("--warmup must be at least 1: the first call traces and compiles")
     if args.hidden_dim % args.num_heads:

@@ -27,14 +27,13 @@ How to read the numbers
 
 import argparse
 import os
-import platform
 import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import log, median, quiet_native_stderr  # noqa: E402
+from timing import cpu_description, log, median, quiet_native_stderr  # noqa: E402
 
 with quiet_native_stderr():
     import keras  # noqa: E402
@@ -43,24 +42,7 @@ with quiet_native_stderr():
 
 from tfllm.models import GPT  # noqa: E402
 
-NOTABLE_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8",
-                 "avx_vnni")
-
-
-def cpu_description():
-    """The CPU model and its flags that matter for int8 / bf16 matmuls (Linux)."""
-    model, flags = platform.processor() or "unknown CPU", set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    present = [flag for flag in NOTABLE_FLAGS if flag in flags]
-    return f"{model}, {os.cpu_count()} cores; units: {', '.join(present) or 'none of note'}"
+from tensorflow_measures import int8_copy  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -83,14 +65,6 @@ def benchmark_model(seed):
                 intermediate_dim=1024)
     model.build((None, None))
     return model
-
-
-def int8_copy(model):
-    copy = type(model).from_config(model.get_config())
-    copy.build((None, None))
-    copy.set_weights(model.get_weights())
-    copy.quantize("int8")
-    return copy
 
 
 def decoding(args):

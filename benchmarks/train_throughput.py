@@ -71,6 +71,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from timing import (  # noqa: E402
+    add_gpt_shape_arguments,
+    check_at_least_one,
     interquartile_fraction,
     log,
     median,
@@ -94,7 +96,7 @@ except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tfllm.models import GPT
 
-MATMUL_CHAIN = 8  # matmuls per call of the peak kernel: enough work to hide call overhead
+from tensorflow_measures import flops_per_token, matmul_peak_kernel  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -102,14 +104,8 @@ def parse_args(argv=None):
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    shape = parser.add_argument_group("model and batch shape (same for every contender)")
-    shape.add_argument("--num-layers", type=int, default=4, help="Transformer blocks")
-    shape.add_argument("--num-heads", type=int, default=4, help="attention heads")
-    shape.add_argument("--hidden-dim", type=int, default=256, help="model width D")
-    shape.add_argument("--intermediate-dim", type=int, default=1024, help="feed-forward width")
-    shape.add_argument("--sequence-length", type=int, default=256, help="tokens per sequence T")
-    shape.add_argument("--batch-size", type=int, default=16, help="sequences per step B")
-    shape.add_argument("--vocabulary-size", type=int, default=512, help="token ids V")
+    add_gpt_shape_arguments(
+        parser.add_argument_group("model and batch shape (same for every contender)"))
     run = parser.add_argument_group("measurement")
     run.add_argument("--rounds", type=int, default=8, help="interleaved rounds")
     run.add_argument("--steps", type=int, default=4, help="training steps per contender per round")
@@ -124,10 +120,9 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.steps, args.warmup = 2, 2, 1
-    for name in ("num_layers", "num_heads", "hidden_dim", "intermediate_dim", "sequence_length",
-                 "batch_size", "vocabulary_size", "rounds", "steps", "matmul_size"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    check_at_least_one(parser, args, (
+        "num_layers", "num_heads", "hidden_dim", "intermediate_dim", "sequence_length",
+        "batch_size", "vocabulary_size", "rounds", "steps", "matmul_size"))
     if args.warmup < 1:
         parser.error("--warmup must be at least 1: the first step traces and compiles")
     if args.hidden_dim % args.num_heads:
@@ -203,49 +198,6 @@ def make_batch(args):
     labels = tf.constant(tokens[:, 1:], tf.int32)
     padding_mask = tf.ones_like(token_ids)  # every position is a real token
     return token_ids, padding_mask, labels
-
-
-def matmul_peak_kernel(size, seed):
-    """A compiled chain of `MATMUL_CHAIN` float32 [size, size] matmuls and its FLOP count.
-
-    The right-hand matrix is orthogonal, so the values neither grow nor decay
-    to denormals (which are slow on CPUs) along the chain, and every product is
-    distinct, so the graph optimiser cannot merge them.
-    """
-    rng = np.random.default_rng(seed)
-    q, _ = np.linalg.qr(rng.standard_normal((size, size)))
-    a = tf.constant(rng.standard_normal((size, size)), tf.float32)
-    b = tf.constant(q, tf.float32)
-
-    @tf.function
-    def chain(x):
-        for _ in range(MATMUL_CHAIN):
-            x = tf.matmul(x, b)
-        return tf.reduce_sum(x)
-
-    def run():
-        start = time.perf_counter()
-        chain(a).numpy()
-        return time.perf_counter() - start
-
-    return run, 2.0 * size**3 * MATMUL_CHAIN
-
-
-def flops_per_token(model, args):
-    """nanoGPT's estimate: 6 N + 12 L T D, N without lookup-only embedding tables."""
-    T, D, V = args.sequence_length, args.hidden_dim, args.vocabulary_size
-    weights = model.trainable_weights
-    params = int(sum(np.prod(w.shape) for w in weights))
-    lookup = 0
-    for w in weights:
-        if tuple(w.shape) == (T, D) and "position" in w.path:
-            lookup += T * D
-    has_separate_head = any(tuple(w.shape) == (D, V) for w in weights)
-    if has_separate_head:
-        # The token table then only feeds a gather; the head kernel does the matmul.
-        lookup += sum(V * D for w in weights if tuple(w.shape) == (V, D))
-    matmul_params = params - lookup
-    return params, matmul_params, 6 * matmul_params + 12 * args.num_layers * T * D
 
 
 def main(argv=None):
