@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 
 from tfllm.runs import RunDirectory
-from tfllm.training.callbacks import HParamsSummary, TextSamples, TrainingSummaries
+from tfllm.training.callbacks import TextSamples, TrainingSummaries
 from tfllm.training.checkpoints import (
     CheckpointError,
     CheckpointEveryEpoch,
@@ -23,6 +23,7 @@ from tfllm.training.checkpoints import (
     restore_checkpoint,
 )
 from tfllm.training.config import precision_scope
+from tfllm.training.hparams import HParamsSummary
 from tfllm.training.runs import save_run
 from tfllm.training.strategy import describe_strategy, is_chief
 
