@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 from tfllm.export import export_run
 from tfllm.presets import preset
 from tfllm.training import CheckpointError, TrainingConfig, resolve_strategy
-from tfllm.training.bert import genre_classification_job
+from tfllm.training.classification import genre_classification_job
 
 
 def main():

@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 from tfllm.data import CorpusError, bundled_genre_split, load_corpus
 from tfllm.presets import preset
 from tfllm.training import CheckpointError, TrainingConfig, resolve_strategy
-from tfllm.training.bert import pretraining_job
+from tfllm.training.masked_lm import pretraining_job
 
 
 def main():

@@ -312,7 +312,7 @@ def _train(args):
     if args.model == "bert":
         from tfllm.data import bundled_genre_split
         from tfllm.presets import preset
-        from tfllm.training.bert import pretraining_job
+        from tfllm.training.masked_lm import pretraining_job
 
         corpus = (bundled_genre_split() if args.corpus == "shakespeare"
                   else load_corpus(args.corpus))
@@ -322,7 +322,7 @@ def _train(args):
                         resume=args.resume, verbose=verbose)
         return 0
     if args.model == "classifier":
-        from tfllm.training.bert import genre_classification_job
+        from tfllm.training.classification import genre_classification_job
 
         if args.corpus != "shakespeare":
             raise ValueError("--model classifier learns the genres of the bundled plays; "

@@ -3,7 +3,8 @@
 - `config`: `TrainingConfig`, the optimiser it makes, the precision it runs in;
 - `job`: `TrainingJob` and `run_job`, the runner every job shares (resume, logs, files);
 - `language_model`: the GPT / LSTM job (`train_and_evaluate`) and its pieces;
-- `bert`: masked-LM pre-training and classifier fine-tuning jobs; `baselines`;
+- `masked_lm`: BERT's masked-LM pre-training job (`pretraining_job`) and its pieces;
+- `classification`: fine-tuning BERT as a classifier, the genre job; `baselines`;
 - `callbacks`: TensorBoard curves and text samples; `hparams`: the HParams dashboard;
 - `strategy`, `checkpoints`, `schedules`, `runs`.
 """

@@ -22,10 +22,15 @@ from tfllm.training.checkpoints import (
     list_checkpoints,
     restore_checkpoint,
 )
-from tfllm.training.config import precision_scope
+from tfllm.training.config import make_optimizer, precision_scope
 from tfllm.training.hparams import HParamsSummary
 from tfllm.training.runs import save_run
-from tfllm.training.strategy import describe_strategy, is_chief
+from tfllm.training.strategy import (
+    describe_strategy,
+    is_chief,
+    jit_compile_for,
+    with_data_sharding,
+)
 
 
 class Stopwatch(keras.callbacks.Callback):
@@ -230,6 +235,53 @@ def finish_job(outcome, tokenizer, metrics, held_out=None, print_function=print)
     if outcome.run is not None and is_chief(outcome.strategy):
         save_run(outcome.run, outcome.model, tokenizer, metrics=metrics)
         print_function(f"Saved the run to {outcome.run.path}/")
+
+
+def compile_with_accuracy(model, config, strategy, metrics_argument):
+    """A `TrainingJob.compile_model` of a classifying model: AdamW for `config`, the
+    model's own loss, accuracy as `metrics_argument` (`"metrics"`, or `"weighted_metrics"`
+    where `sample_weight` picks the positions scored)."""
+    strategy = strategy or model.distribute_strategy
+    with strategy.scope():
+        model.compile(
+            optimizer=make_optimizer(config),
+            jit_compile=jit_compile_for(strategy, config.jit_compile),
+            **{metrics_argument: [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]},
+        )
+    return model
+
+
+def fit_hook(train_data_for, validation_data, config, verbose):
+    """A `fit(model, callbacks, initial_step)` hook (`TrainingJob.fit`) over ready datasets:
+    `train_data_for(initial_step)` and `validation_data` (or None)."""
+
+    def fit(model, callbacks, initial_step):
+        history = model.fit(
+            with_data_sharding(train_data_for(initial_step)),
+            epochs=config.epochs,
+            initial_epoch=initial_step // config.epoch_steps,
+            steps_per_epoch=config.epoch_steps,
+            validation_data=(with_data_sharding(validation_data)
+                             if validation_data is not None else None),
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,  # the datasets shuffle themselves, reproducibly
+        )
+        return history.history.get("loss", [])
+
+    return fit
+
+
+def print_training_speed(figures, print_function=print):
+    """Prints the time and tokens per second of a job's `FitOutcome.figures`."""
+    print_function(f"Trained in {figures['training_seconds']:.0f} s, "
+                   f"{figures['tokens_per_second']:,.0f} tokens/s.")
+
+
+def held_out_losses(metrics, splits):
+    """`{heldout_SPLIT_loss: metrics[SPLIT_loss]}`: the held-out losses, as the HParams
+    dashboard names them (`finish_job`'s `held_out`)."""
+    return {f"heldout_{split}_loss": metrics[f"{split}_loss"] for split in splits}
 
 
 def _latest_checkpoint(run, config, tokenizer, resume):
