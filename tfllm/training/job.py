@@ -186,30 +186,11 @@ def run_job(job, config, tokenizer, run=None, *, strategy=None, resume=True,
     latest = _latest_checkpoint(run, config, tokenizer, resume)
     model = _created_and_compiled(job, config, strategy)
     print_function(f"Strategy: {describe_strategy(strategy)}.")
-    initial_step = 0
-    if latest is not None:
-        step, path = latest
-        with strategy.scope():
-            if not model.built:
-                model.build((None, None))
-            restore_checkpoint(path, model)
-        initial_step = step
-        print_function(f"Resuming {run.path} from its checkpoint at step {step}.")
+    initial_step = _restore(latest, model, strategy, run, print_function)
     if run is not None and is_chief(strategy):
-        run.write_config({
-            "model_class": type(model).__name__,
-            "model": model.get_config(),
-            "training": dataclasses.asdict(config),
-            **job.run_config,
-        })
-        run.save_tokenizer(tokenizer)
+        _write_run_files(run, job, model, config, tokenizer)
     stopwatch = Stopwatch(job.tokens_per_step)
-    hparams = None if run is None else HParamsSummary(
-        run.logs,
-        {"model": {"class": type(model).__name__, **_plain(model.get_config())},
-         "training": dataclasses.asdict(config),
-         "replicas": strategy.num_replicas_in_sync},
-        metrics=job.hparams_metrics, trial_id=run.name)
+    hparams = None if run is None else _hparams_summary(run, job, model, config, strategy)
     callbacks = [stopwatch, keras.callbacks.TerminateOnNaN(), *job.callbacks,
                  *_run_callbacks(job, model, config, run, hparams, strategy)]
     losses = []
@@ -285,6 +266,7 @@ def held_out_losses(metrics, splits):
 
 
 def _latest_checkpoint(run, config, tokenizer, resume):
+    """`(step, path)` of the checkpoint the run continues from, or None; checked first."""
     if run is None:
         return None
     latest = _check_resumable(run, config, tokenizer)
@@ -308,6 +290,41 @@ def _created_and_compiled(job, config, strategy):
             )
         job.compile_model(model, config, strategy)
     return model
+
+
+def _restore(latest, model, strategy, run, print_function):
+    """Restores `latest` (`(step, path)` or None) into `model`; returns the step it resumes
+    from (0 for a new run)."""
+    if latest is None:
+        return 0
+    step, path = latest
+    with strategy.scope():
+        if not model.built:
+            model.build((None, None))
+        restore_checkpoint(path, model)
+    print_function(f"Resuming {run.path} from its checkpoint at step {step}.")
+    return step
+
+
+def _write_run_files(run, job, model, config, tokenizer):
+    """The run's `config.json` (model, training settings, `job.run_config`) and tokenizer."""
+    run.write_config({
+        "model_class": type(model).__name__,
+        "model": model.get_config(),
+        "training": dataclasses.asdict(config),
+        **job.run_config,
+    })
+    run.save_tokenizer(tokenizer)
+
+
+def _hparams_summary(run, job, model, config, strategy):
+    """The run's `HParamsSummary`: the model's and the training's settings, the replicas."""
+    return HParamsSummary(
+        run.logs,
+        {"model": {"class": type(model).__name__, **_plain(model.get_config())},
+         "training": dataclasses.asdict(config),
+         "replicas": strategy.num_replicas_in_sync},
+        metrics=job.hparams_metrics, trial_id=run.name)
 
 
 def _run_callbacks(job, model, config, run, hparams, strategy):
