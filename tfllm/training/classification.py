@@ -10,6 +10,7 @@ confusion matrix of the held-out plays; its TensorBoard logs show them too (HPar
 Markdown confusion matrix under Text).
 """
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -19,13 +20,14 @@ from tfllm.runs import RunDirectory
 from tfllm.training.baselines import bag_of_words_baseline, majority_baseline
 from tfllm.training.callbacks import summary_writer
 from tfllm.training.checkpoints import KeepBestWeights
-from tfllm.training.job import TrainingJob, compile_with_accuracy, finish_job, fit_hook, run_job
+from tfllm.training.job import TrainingJob, compile_for_training, finish_job, fit_hook, run_job
 from tfllm.training.strategy import is_chief
 
 
 def compile_classifier(model, config, strategy=None):
     """Compiles a `BertClassifier` for `config`: AdamW, cross-entropy, accuracy."""
-    return compile_with_accuracy(model, config, strategy, "metrics")
+    return compile_for_training(model, config, strategy, metrics=[
+        keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
 
 
 def predict_classes(model, tokenizer, texts, sequence_length, batch_size=64):

@@ -218,16 +218,17 @@ def finish_job(outcome, tokenizer, metrics, held_out=None, print_function=print)
         print_function(f"Saved the run to {outcome.run.path}/")
 
 
-def compile_with_accuracy(model, config, strategy, metrics_argument):
-    """A `TrainingJob.compile_model` of a classifying model: AdamW for `config`, the
-    model's own loss, accuracy as `metrics_argument` (`"metrics"`, or `"weighted_metrics"`
-    where `sample_weight` picks the positions scored)."""
+def compile_for_training(model, config, strategy=None, **metrics):
+    """What every job's `compile_model` does: compiles `model` in `strategy.scope()`
+    (default: the model's) with AdamW for `config`, the model's own loss, XLA as
+    `config.jit_compile` asks where the strategy allows it, and `metrics` (the
+    `metrics=` / `weighted_metrics=` of `model.compile`)."""
     strategy = strategy or model.distribute_strategy
     with strategy.scope():
         model.compile(
             optimizer=make_optimizer(config),
             jit_compile=jit_compile_for(strategy, config.jit_compile),
-            **{metrics_argument: [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]},
+            **metrics,
         )
     return model
 

@@ -17,8 +17,15 @@ from tfllm.data.datasets import encode_documents, language_model_dataset
 from tfllm.generation import generate_text
 from tfllm.metrics import Perplexity
 from tfllm.training.config import TrainingConfig, make_optimizer, precision_scope  # noqa: F401
-from tfllm.training.job import FitOutcome, Stopwatch, TrainingJob, finish_job, run_job  # noqa: F401
-from tfllm.training.strategy import jit_compile_for, with_data_sharding
+from tfllm.training.job import (  # noqa: F401  (FitOutcome, Stopwatch re-exported)
+    FitOutcome,
+    Stopwatch,
+    TrainingJob,
+    compile_for_training,
+    finish_job,
+    run_job,
+)
+from tfllm.training.strategy import with_data_sharding
 
 #: The TrainingConfig each model was compiled for by `compile_language_model`.
 _COMPILED_FOR = weakref.WeakKeyDictionary()
@@ -31,13 +38,7 @@ def compile_language_model(model, config, strategy=None):
     metric; XLA as `config.jit_compile` asks, where the strategy allows it
     (`jit_compile_for`).
     """
-    strategy = strategy or model.distribute_strategy
-    with strategy.scope():
-        model.compile(
-            optimizer=make_optimizer(config),
-            metrics=[Perplexity()],
-            jit_compile=jit_compile_for(strategy, config.jit_compile),
-        )
+    compile_for_training(model, config, strategy, metrics=[Perplexity()])
     _COMPILED_FOR[model] = config  # what `fit_language_model` checks
     return model
 

@@ -23,7 +23,7 @@ from tfllm.data.datasets import encode_pieces, masked_lm_dataset, predictions_pe
 from tfllm.runs import RunDirectory
 from tfllm.training.job import (
     TrainingJob,
-    compile_with_accuracy,
+    compile_for_training,
     finish_job,
     fit_hook,
     held_out_losses,
@@ -38,7 +38,8 @@ HELD_OUT_MASK_SEED = 12345
 def compile_masked_lm(model, config, strategy=None):
     """Compiles a `BertMaskedLM` for `config`: AdamW, the masked positions' loss, accuracy
     over the masked positions (a weighted metric: `sample_weight` picks them)."""
-    return compile_with_accuracy(model, config, strategy, "weighted_metrics")
+    return compile_for_training(model, config, strategy, weighted_metrics=[
+        keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
 
 
 def masked_lm_score(model, token_ids, tokenizer, sequence_length, batch_size=32):
