@@ -4,7 +4,9 @@ from the run's checkpoint, the run directory's files, logs, checkpoints, the end
 A job (`train_and_evaluate`, the BERT jobs) describes itself with a `TrainingJob` (its
 named hooks: how to create, compile and fit its model, what to sample) and hands it to
 `run_job`, which returns a `FitOutcome`; `finish_job` then writes the held-out figures to
-TensorBoard, saves the run and says where it went.
+TensorBoard, saves the run and says where it went. What the jobs' hooks and ends have in
+common is here too: `compile_for_training`, `fit_hook` (`model.fit` over ready datasets),
+`print_training_speed` and `held_out_losses`.
 """
 
 import dataclasses
