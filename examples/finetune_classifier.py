@@ -21,7 +21,7 @@ from example_options import parser_for, settings_for  # noqa: E402
 
 from tfllm.export import export_run  # noqa: E402
 from tfllm.training import CheckpointError, TrainingConfig, resolve_strategy  # noqa: E402
-from tfllm.training.bert import genre_classification_job  # noqa: E402
+from tfllm.training.classification import genre_classification_job  # noqa: E402
 
 
 def main():

@@ -22,7 +22,7 @@ from example_options import parser_for, settings_for  # noqa: E402
 
 from tfllm.data import CorpusError, bundled_genre_split, load_corpus  # noqa: E402
 from tfllm.training import CheckpointError, TrainingConfig, resolve_strategy  # noqa: E402
-from tfllm.training.bert import pretraining_job  # noqa: E402
+from tfllm.training.masked_lm import pretraining_job  # noqa: E402
 
 
 def main():

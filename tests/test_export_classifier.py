@@ -14,7 +14,7 @@ import pytest
 from tfllm.data import WordPieceTokenizer
 from tfllm.export import export_classifier
 from tfllm.models import BertClassifier, BertEncoder
-from tfllm.training.bert import predict_classes
+from tfllm.training.classification import predict_classes
 
 TEXT = ("Now is the winter of our discontent made glorious summer by this sun of York. "
         "If music be the food of love, play on. Friends, Romans, countrymen, lend me "

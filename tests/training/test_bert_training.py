@@ -9,8 +9,9 @@ import pytest
 from tfllm.data import Document, split_by_genre
 from tfllm.presets import preset
 from tfllm.training import TrainingConfig
-from tfllm.training.bert import bag_of_words_baseline, genre_classification_job, \
-    majority_baseline, pretraining_job
+from tfllm.training.baselines import bag_of_words_baseline, majority_baseline
+from tfllm.training.classification import genre_classification_job
+from tfllm.training.masked_lm import pretraining_job
 
 WORDS = {
     "comedies": "love jest wedding merry fool dance sweet",

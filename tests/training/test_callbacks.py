@@ -21,12 +21,8 @@ from tfllm.data import CharacterTokenizer
 from tfllm.generation import generate_text
 from tfllm.metrics import Perplexity
 from tfllm.models import GPT
-from tfllm.training.callbacks import (
-    HParamsSummary,
-    TextSamples,
-    TrainingSummaries,
-    flatten_hparams,
-)
+from tfllm.training.callbacks import TextSamples, TrainingSummaries
+from tfllm.training.hparams import HParamsSummary, flatten_hparams
 from tfllm.training.schedules import WarmupCosineDecay
 
 TEXT = "to be, or not to be, that is the question: whether 'tis nobler in the mind. " * 4

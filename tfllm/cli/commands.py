@@ -45,7 +45,7 @@ def _run_directory(args):
 def _pretrain_bert(args, model_settings, config, run_dir, strategy):
     from tfllm.data import bundled_genre_split, load_corpus
     from tfllm.presets import preset
-    from tfllm.training.bert import pretraining_job
+    from tfllm.training.masked_lm import pretraining_job
 
     corpus = (bundled_genre_split() if args.corpus == "shakespeare"
               else load_corpus(args.corpus))
@@ -56,7 +56,7 @@ def _pretrain_bert(args, model_settings, config, run_dir, strategy):
 
 
 def _train_classifier(args, model_settings, config, run_dir, strategy):
-    from tfllm.training.bert import genre_classification_job
+    from tfllm.training.classification import genre_classification_job
 
     if args.corpus != "shakespeare":
         raise ValueError("--model classifier learns the genres of the bundled plays; "

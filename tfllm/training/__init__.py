@@ -3,11 +3,13 @@
 - `config`: `TrainingConfig`, the optimiser it makes, the precision it runs in;
 - `job`: `TrainingJob` and `run_job`, the runner every job shares (resume, logs, files);
 - `language_model`: the GPT / LSTM job (`train_and_evaluate`) and its pieces;
-- `bert`: masked-LM pre-training and classifier fine-tuning jobs; `baselines`;
-- `strategy`, `checkpoints`, `callbacks`, `schedules`, `runs`.
+- `masked_lm`: BERT's masked-LM pre-training job (`pretraining_job`) and its pieces;
+- `classification`: fine-tuning BERT as a classifier, the genre job; `baselines`;
+- `callbacks`: TensorBoard curves and text samples; `hparams`: the HParams dashboard;
+- `strategy`, `checkpoints`, `schedules`, `runs`.
 """
 
-from tfllm.training.callbacks import HParamsSummary, TextSamples, TrainingSummaries
+from tfllm.training.callbacks import TextSamples, TrainingSummaries
 from tfllm.training.checkpoints import (
     CheckpointError,
     CheckpointEveryEpoch,
@@ -17,6 +19,7 @@ from tfllm.training.checkpoints import (
 )
 from tfllm.constants import PRECISIONS
 from tfllm.training.config import TrainingConfig, make_optimizer, precision_scope
+from tfllm.training.hparams import HParamsSummary
 from tfllm.training.job import FitOutcome, Stopwatch, TrainingJob, finish_job, run_job
 from tfllm.training.language_model import (
     compile_language_model,

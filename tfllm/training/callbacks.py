@@ -1,7 +1,8 @@
-"""TensorBoard summaries of a training run: curves, text samples, hyperparameters.
+"""TensorBoard summaries of a training run: curves and text samples.
 
 Three Keras callbacks fill a run's log folder, one summary writer per folder
-(TensorBoard's event reader follows one open event file per folder):
+(TensorBoard's event reader follows one open event file per folder); the two
+here, and `HParamsSummary` in `tfllm.training.hparams`:
 
 ```
 runs/NAME/logs/
@@ -28,9 +29,7 @@ from pathlib import Path
 from time import perf_counter
 
 import keras
-import numpy as np
 import tensorflow as tf
-from tensorboard.plugins.hparams import api as hp
 
 from tfllm.layers.validation import check_positive_int
 from tfllm.training.strategy import is_chief
@@ -38,9 +37,6 @@ from tfllm.training.strategy import is_chief
 TRAIN_FOLDER = "train"
 VALIDATION_FOLDER = "validation"
 SAMPLES_FOLDER = "samples"
-
-#: The names `HParamsSummary` reports by default: Keras log names.
-DEFAULT_HPARAMS_METRICS = ("val_loss", "val_perplexity", "loss", "perplexity")
 
 
 def perplexity_from_loss(loss):
@@ -65,7 +61,8 @@ def global_step(model):
     return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
 
 
-def _check_log_dir(log_dir):
+def check_log_dir(log_dir):
+    """`log_dir` as a `Path`, checked: a callback's log folder."""
     if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
         raise ValueError(f"`log_dir` must be a folder path; got {log_dir!r}.")
     return Path(log_dir)
@@ -79,7 +76,7 @@ def _numbers_only(logs):
     }
 
 
-def _with_perplexities(logs):
+def with_perplexities(logs):
     """Epoch logs plus `perplexity = exp(loss)` and `val_perplexity = exp(val_loss)`."""
     values = _numbers_only(logs)
     for prefix in ("", "val_"):
@@ -137,7 +134,7 @@ class TrainingSummaries(keras.callbacks.Callback):
 
     def __init__(self, log_dir, tokens_per_step, update_freq=10):
         super().__init__()
-        self.log_dir = _check_log_dir(log_dir)
+        self.log_dir = check_log_dir(log_dir)
         self.tokens_per_step = check_positive_int("tokens_per_step", tokens_per_step)
         self.update_freq = check_positive_int("update_freq", update_freq)
         self._writers = {}
@@ -203,7 +200,7 @@ class TrainingSummaries(keras.callbacks.Callback):
         self._timed_seconds = 0.0
 
     def on_epoch_end(self, epoch, logs=None):
-        values = _with_perplexities(logs)
+        values = with_perplexities(logs)
         folders = {
             TRAIN_FOLDER: {k: v for k, v in values.items() if not k.startswith("val_")},
             VALIDATION_FOLDER: {k[4:]: v for k, v in values.items() if k.startswith("val_")},
@@ -249,7 +246,7 @@ class TextSamples(keras.callbacks.Callback):
 
     def __init__(self, log_dir, sample_fn, every_epochs=1, tag="samples"):
         super().__init__()
-        self.log_dir = _check_log_dir(log_dir)
+        self.log_dir = check_log_dir(log_dir)
         if not callable(sample_fn):
             raise ValueError(f"`sample_fn` must be a function of no arguments; got {sample_fn!r}.")
         self.sample_fn = sample_fn
@@ -279,133 +276,6 @@ class TextSamples(keras.callbacks.Callback):
         self._writer.flush()
 
     def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-
-def flatten_hparams(hparams, prefix=""):
-    """A flat `{name: bool | int | float | str}` dict of hyperparameters.
-
-    Nested dicts become dotted names (`{"model": {"num_layers": 4}}` gives
-    `"model.num_layers"`); values TensorBoard cannot hold (None, lists,
-    tuples) become their `repr`.
-    """
-    if not isinstance(hparams, dict):
-        raise ValueError(f"`hparams` must be a dict; got {hparams!r}.")
-    flat = {}
-    for name, value in hparams.items():
-        name = f"{prefix}{name}"
-        if isinstance(value, dict):
-            flat.update(flatten_hparams(value, prefix=name + "."))
-        elif isinstance(value, np.generic):
-            flat[name] = value.item()
-        elif isinstance(value, (bool, int, float, str)):
-            flat[name] = value
-        else:
-            flat[name] = repr(value)
-    return flat
-
-
-def _hparams_metric(name):
-    """The dashboard's column for metric `name`: `val_loss` shows as "validation loss"."""
-    if name.startswith("val_"):
-        return hp.Metric(f"final/{name}", display_name="validation " + name[4:],
-                         dataset_type=hp.Metric.VALIDATION)
-    if name in ("loss", "perplexity"):
-        return hp.Metric(f"final/{name}", display_name="training " + name,
-                         dataset_type=hp.Metric.TRAINING)
-    return hp.Metric(f"final/{name}", display_name=name.replace("_", " "))
-
-
-class HParamsSummary(keras.callbacks.Callback):
-    """The run's hyperparameters and final metrics, for TensorBoard's HParams dashboard.
-
-    At the start of training writes, into `log_dir` itself (the HParams
-    "session", whose `train/` and `validation/` folders are its runs), the
-    experiment configuration (`hp.hparams_config`: every hyperparameter and
-    one metric per name in `metrics`) and the session's values
-    (`hp.hparams`). At the end of training writes the final value of each
-    of `metrics` found in the last epoch's logs as a scalar `final/NAME`,
-    which the dashboard shows beside the hyperparameters. `perplexity` and
-    `val_perplexity` are `exp` of `loss` and `val_loss`. Figures measured
-    after `fit` (e.g. a held-out loss) go in with `write_metrics`, provided
-    their names were listed in `metrics`.
-
-    TensorBoard uses one experiment configuration per log folder it is
-    given (any one, when several runs have one), so give every run the same
-    hyperparameter names to compare runs side by side.
-
-    Args:
-        log_dir: the run's log folder, e.g. `runs/NAME/logs`.
-        hparams: dict of hyperparameters: values bool, int, float or str;
-            nested dicts are flattened (`flatten_hparams`).
-        metrics: names of the final metrics, as Keras logs name them
-            (`val_loss`) or as later given to `write_metrics`.
-        trial_id: str or None, the session's group name in the dashboard
-            (defaults to a hash of the hyperparameters).
-
-    Example:
-
-    >>> hparams = HParamsSummary("runs/gpt/logs", {"num_layers": 4, "batch_size": 32})
-    >>> model.fit(..., callbacks=[hparams])
-    >>> hparams.write_metrics({"test_loss": 1.52})  # if "test_loss" is in `metrics`
-    """
-
-    def __init__(self, log_dir, hparams, metrics=DEFAULT_HPARAMS_METRICS, trial_id=None):
-        super().__init__()
-        self.log_dir = _check_log_dir(log_dir)
-        self.hparams = flatten_hparams(hparams)
-        if isinstance(metrics, str) or not all(isinstance(m, str) and m for m in metrics):
-            raise ValueError(f"`metrics` must be a list of metric names; got {metrics!r}.")
-        self.metrics = tuple(metrics)
-        if trial_id is not None and not isinstance(trial_id, str):
-            raise ValueError(f"`trial_id` must be a string or None; got {trial_id!r}.")
-        self.trial_id = trial_id
-        self._writer = None
-        self._last_epoch_values = {}
-
-    def _ensure_writer(self):
-        # One writer for the whole life of the callback: a second event file
-        # in the same folder would hide the first from TensorBoard's reader.
-        if self._writer is None:
-            self._writer = summary_writer(self.log_dir)
-        return self._writer
-
-    def on_train_begin(self, logs=None):
-        self._last_epoch_values = {}
-        with self._ensure_writer().as_default(step=0):
-            hp.hparams_config(
-                hparams=[hp.HParam(name) for name in sorted(self.hparams)],
-                metrics=[_hparams_metric(name) for name in self.metrics],
-            )
-            hp.hparams(self.hparams, trial_id=self.trial_id)
-        self._writer.flush()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._last_epoch_values = _with_perplexities(logs)
-
-    def on_train_end(self, logs=None):
-        self.write_metrics(
-            {name: self._last_epoch_values[name] for name in self.metrics
-             if name in self._last_epoch_values}
-        )
-
-    def write_metrics(self, values, step=None):
-        """Writes `{name: value}` as `final/NAME` scalars at `step` (default: the global step).
-
-        Names not declared in `metrics` are written too, but the HParams
-        dashboard only shows the declared ones.
-        """
-        if step is None:
-            step = global_step(self.model) if self.model is not None else 0
-        with self._ensure_writer().as_default(step=step):
-            for name, value in values.items():
-                tf.summary.scalar(f"final/{name}", float(value))
-        self._writer.flush()
-
-    def close(self):
-        """Closes the event file (also closed when the callback is garbage collected)."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -4,7 +4,9 @@ from the run's checkpoint, the run directory's files, logs, checkpoints, the end
 A job (`train_and_evaluate`, the BERT jobs) describes itself with a `TrainingJob` (its
 named hooks: how to create, compile and fit its model, what to sample) and hands it to
 `run_job`, which returns a `FitOutcome`; `finish_job` then writes the held-out figures to
-TensorBoard, saves the run and says where it went.
+TensorBoard, saves the run and says where it went. What the jobs' hooks and ends have in
+common is here too: `compile_for_training`, `fit_hook` (`model.fit` over ready datasets),
+`print_training_speed` and `held_out_losses`.
 """
 
 import dataclasses
@@ -15,16 +17,22 @@ import keras
 import tensorflow as tf
 
 from tfllm.runs import RunDirectory
-from tfllm.training.callbacks import HParamsSummary, TextSamples, TrainingSummaries
+from tfllm.training.callbacks import TextSamples, TrainingSummaries
 from tfllm.training.checkpoints import (
     CheckpointError,
     CheckpointEveryEpoch,
     list_checkpoints,
     restore_checkpoint,
 )
-from tfllm.training.config import precision_scope
+from tfllm.training.config import make_optimizer, precision_scope
+from tfllm.training.hparams import HParamsSummary
 from tfllm.training.runs import save_run
-from tfllm.training.strategy import describe_strategy, is_chief
+from tfllm.training.strategy import (
+    describe_strategy,
+    is_chief,
+    jit_compile_for,
+    with_data_sharding,
+)
 
 
 class Stopwatch(keras.callbacks.Callback):
@@ -180,30 +188,11 @@ def run_job(job, config, tokenizer, run=None, *, strategy=None, resume=True,
     latest = _latest_checkpoint(run, config, tokenizer, resume)
     model = _created_and_compiled(job, config, strategy)
     print_function(f"Strategy: {describe_strategy(strategy)}.")
-    initial_step = 0
-    if latest is not None:
-        step, path = latest
-        with strategy.scope():
-            if not model.built:
-                model.build((None, None))
-            restore_checkpoint(path, model)
-        initial_step = step
-        print_function(f"Resuming {run.path} from its checkpoint at step {step}.")
+    initial_step = _restore(latest, model, strategy, run, print_function)
     if run is not None and is_chief(strategy):
-        run.write_config({
-            "model_class": type(model).__name__,
-            "model": model.get_config(),
-            "training": dataclasses.asdict(config),
-            **job.run_config,
-        })
-        run.save_tokenizer(tokenizer)
+        _write_run_files(run, job, model, config, tokenizer)
     stopwatch = Stopwatch(job.tokens_per_step)
-    hparams = None if run is None else HParamsSummary(
-        run.logs,
-        {"model": {"class": type(model).__name__, **_plain(model.get_config())},
-         "training": dataclasses.asdict(config),
-         "replicas": strategy.num_replicas_in_sync},
-        metrics=job.hparams_metrics, trial_id=run.name)
+    hparams = None if run is None else _hparams_summary(run, job, model, config, strategy)
     callbacks = [stopwatch, keras.callbacks.TerminateOnNaN(), *job.callbacks,
                  *_run_callbacks(job, model, config, run, hparams, strategy)]
     losses = []
@@ -231,7 +220,56 @@ def finish_job(outcome, tokenizer, metrics, held_out=None, print_function=print)
         print_function(f"Saved the run to {outcome.run.path}/")
 
 
+def compile_for_training(model, config, strategy=None, **metrics):
+    """What every job's `compile_model` does: compiles `model` in `strategy.scope()`
+    (default: the model's) with AdamW for `config`, the model's own loss, XLA as
+    `config.jit_compile` asks where the strategy allows it, and `metrics` (the
+    `metrics=` / `weighted_metrics=` of `model.compile`)."""
+    strategy = strategy or model.distribute_strategy
+    with strategy.scope():
+        model.compile(
+            optimizer=make_optimizer(config),
+            jit_compile=jit_compile_for(strategy, config.jit_compile),
+            **metrics,
+        )
+    return model
+
+
+def fit_hook(train_data_for, validation_data, config, verbose):
+    """A `fit(model, callbacks, initial_step)` hook (`TrainingJob.fit`) over ready datasets:
+    `train_data_for(initial_step)` and `validation_data` (or None)."""
+
+    def fit(model, callbacks, initial_step):
+        history = model.fit(
+            with_data_sharding(train_data_for(initial_step)),
+            epochs=config.epochs,
+            initial_epoch=initial_step // config.epoch_steps,
+            steps_per_epoch=config.epoch_steps,
+            validation_data=(with_data_sharding(validation_data)
+                             if validation_data is not None else None),
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,  # the datasets shuffle themselves, reproducibly
+        )
+        return history.history.get("loss", [])
+
+    return fit
+
+
+def print_training_speed(figures, print_function=print):
+    """Prints the time and tokens per second of a job's `FitOutcome.figures`."""
+    print_function(f"Trained in {figures['training_seconds']:.0f} s, "
+                   f"{figures['tokens_per_second']:,.0f} tokens/s.")
+
+
+def held_out_losses(metrics, splits):
+    """`{heldout_SPLIT_loss: metrics[SPLIT_loss]}`: the held-out losses, as the HParams
+    dashboard names them (`finish_job`'s `held_out`)."""
+    return {f"heldout_{split}_loss": metrics[f"{split}_loss"] for split in splits}
+
+
 def _latest_checkpoint(run, config, tokenizer, resume):
+    """`(step, path)` of the checkpoint the run continues from, or None; checked first."""
     if run is None:
         return None
     latest = _check_resumable(run, config, tokenizer)
@@ -255,6 +293,41 @@ def _created_and_compiled(job, config, strategy):
             )
         job.compile_model(model, config, strategy)
     return model
+
+
+def _restore(latest, model, strategy, run, print_function):
+    """Restores `latest` (`(step, path)` or None) into `model`; returns the step it resumes
+    from (0 for a new run)."""
+    if latest is None:
+        return 0
+    step, path = latest
+    with strategy.scope():
+        if not model.built:
+            model.build((None, None))
+        restore_checkpoint(path, model)
+    print_function(f"Resuming {run.path} from its checkpoint at step {step}.")
+    return step
+
+
+def _write_run_files(run, job, model, config, tokenizer):
+    """The run's `config.json` (model, training settings, `job.run_config`) and tokenizer."""
+    run.write_config({
+        "model_class": type(model).__name__,
+        "model": model.get_config(),
+        "training": dataclasses.asdict(config),
+        **job.run_config,
+    })
+    run.save_tokenizer(tokenizer)
+
+
+def _hparams_summary(run, job, model, config, strategy):
+    """The run's `HParamsSummary`: the model's and the training's settings, the replicas."""
+    return HParamsSummary(
+        run.logs,
+        {"model": {"class": type(model).__name__, **_plain(model.get_config())},
+         "training": dataclasses.asdict(config),
+         "replicas": strategy.num_replicas_in_sync},
+        metrics=job.hparams_metrics, trial_id=run.name)
 
 
 def _run_callbacks(job, model, config, run, hparams, strategy):

@@ -17,8 +17,17 @@ from tfllm.data.datasets import encode_documents, language_model_dataset
 from tfllm.generation import generate_text
 from tfllm.metrics import Perplexity
 from tfllm.training.config import TrainingConfig, make_optimizer, precision_scope  # noqa: F401
-from tfllm.training.job import FitOutcome, Stopwatch, TrainingJob, finish_job, run_job  # noqa: F401
-from tfllm.training.strategy import jit_compile_for, with_data_sharding
+from tfllm.training.job import (  # noqa: F401  (FitOutcome, Stopwatch re-exported)
+    FitOutcome,
+    Stopwatch,
+    TrainingJob,
+    compile_for_training,
+    finish_job,
+    held_out_losses,
+    print_training_speed,
+    run_job,
+)
+from tfllm.training.strategy import with_data_sharding
 
 #: The TrainingConfig each model was compiled for by `compile_language_model`.
 _COMPILED_FOR = weakref.WeakKeyDictionary()
@@ -31,13 +40,7 @@ def compile_language_model(model, config, strategy=None):
     metric; XLA as `config.jit_compile` asks, where the strategy allows it
     (`jit_compile_for`).
     """
-    strategy = strategy or model.distribute_strategy
-    with strategy.scope():
-        model.compile(
-            optimizer=make_optimizer(config),
-            metrics=[Perplexity()],
-            jit_compile=jit_compile_for(strategy, config.jit_compile),
-        )
+    compile_for_training(model, config, strategy, metrics=[Perplexity()])
     _COMPILED_FOR[model] = config  # what `fit_language_model` checks
     return model
 
@@ -125,22 +128,9 @@ def held_out_loss(model, token_ids, sequence_length, batch_size=32):
     return float(model.evaluate(data, verbose=0, return_dict=True)["loss"])
 
 
-def train_and_evaluate(
-    model,
-    corpus,
-    tokenizer,
-    config,
-    run_directory=None,
-    *,
-    strategy=None,
-    resume=True,
-    prompt="\n",
-    sample_length=300,
-    temperature=0.8,
-    print_function=print,
-    verbose=1,
-    run_config=None,
-):
+def train_and_evaluate(model, corpus, tokenizer, config, run_directory=None, *, strategy=None,
+                       resume=True, prompt="\n", sample_length=300, temperature=0.8,
+                       print_function=print, verbose=1, run_config=None):
     """The whole job: train on `corpus.train`, score the held-out documents, sample, save.
 
     With a run directory, training is resumable: the config and tokenizer
@@ -182,36 +172,74 @@ def train_and_evaluate(
             cannot continue (other settings, corrupted files), or `resume` is
             False and the run directory holds checkpoints.
     """
+    streams, held_out = _encoded_splits(corpus, tokenizer, config)
+    print_function(_plan(len(streams["train"]), config))
+    sample = _sampler(tokenizer, prompt, temperature, sample_length)
+    job = _language_model_job(model, streams, held_out, config, sample, verbose, run_config)
+    outcome = run_job(job, config, tokenizer, run_directory, strategy=strategy, resume=resume,
+                      print_function=print_function)
+    metrics = _figures_and_held_out_losses(outcome, streams, held_out, corpus, config,
+                                           print_function)
+    print_training_speed(metrics, print_function)
+    metrics["sample"] = sample(outcome.model, sample_length) if sample else ""
+    if sample:
+        print_function("Sample:\n" + metrics["sample"])
+    finish_job(outcome, tokenizer, metrics, print_function=print_function,
+               held_out=held_out_losses(metrics, held_out))
+    return metrics
+
+
+def _encoded_splits(corpus, tokenizer, config):
+    """`({split: token stream}, held-out splits long enough for one window)` of `corpus`."""
     streams = {split: encode_documents(tokenizer, corpus.documents(split)) for split in
                ("train", "validation", "test")}
     held_out = [split for split in ("validation", "test")
                 if len(streams[split]) > config.sequence_length]
-    tokens_per_step = config.batch_size * config.sequence_length
-    print_function(
-        f"Training on {len(streams['train']):,} tokens for {config.steps} steps of "
-        f"{config.batch_size} × {config.sequence_length} tokens "
-        f"({config.steps * tokens_per_step / len(streams['train']):.2f} passes over the "
-        "training text)."
-    )
+    return streams, held_out
 
-    def fit(model, callbacks, initial_step):
-        history = fit_language_model(
-            model, streams["train"], streams["validation"] if "validation" in held_out else None,
-            config, callbacks=callbacks, verbose=verbose, initial_step=initial_step)
-        return history.history.get("loss", [])
+
+def _plan(train_tokens, config):
+    """The line that says how long training is, in steps and passes over the text."""
+    tokens_per_step = config.batch_size * config.sequence_length
+    return (f"Training on {train_tokens:,} tokens for {config.steps} steps of "
+            f"{config.batch_size} × {config.sequence_length} tokens "
+            f"({config.steps * tokens_per_step / train_tokens:.2f} passes over the "
+            "training text).")
+
+
+def _sampler(tokenizer, prompt, temperature, sample_length):
+    """`sample(model, length)`, by default TensorBoard's length (up to 200 tokens); None
+    when `sample_length` is 0."""
+    if not sample_length:
+        return None
 
     def sample(model, length=min(sample_length, 200)):
         return generate_text(model, tokenizer, prompt, max_new_tokens=length,
                              temperature=temperature, seed=1)
 
-    job = TrainingJob(
+    return sample
+
+
+def _language_model_job(model, streams, held_out, config, sample, verbose, run_config):
+    """The `TrainingJob` of `train_and_evaluate`: its hooks over the encoded corpus."""
+    validation_ids = streams["validation"] if "validation" in held_out else None
+
+    def fit(model, callbacks, initial_step):
+        history = fit_language_model(model, streams["train"], validation_ids, config,
+                                     callbacks=callbacks, verbose=verbose,
+                                     initial_step=initial_step)
+        return history.history.get("loss", [])
+
+    return TrainingJob(
         create_model=model, compile_model=compile_language_model, fit=fit,
-        tokens_per_step=tokens_per_step, sample=sample if sample_length else None,
+        tokens_per_step=config.batch_size * config.sequence_length, sample=sample,
         run_config=dict(run_config or {}),
         hparams_metrics=("loss", "perplexity", "val_loss", "val_perplexity",
                          "heldout_validation_loss", "heldout_test_loss"))
-    outcome = run_job(job, config, tokenizer, run_directory, strategy=strategy, resume=resume,
-                      print_function=print_function)
+
+
+def _figures_and_held_out_losses(outcome, streams, held_out, corpus, config, print_function):
+    """The run's figures, the last epoch's training loss and the held-out losses (printed)."""
     metrics = outcome.figures(config)
     if outcome.losses:
         metrics["train_loss_last_epoch"] = float(outcome.losses[-1])
@@ -220,11 +248,4 @@ def train_and_evaluate(
             outcome.model, streams[split], config.sequence_length, config.batch_size)
         print_function(f"Held-out {split} loss over {len(corpus.documents(split))} whole "
                        f"documents: {loss:.4f} nats/token (perplexity {math.exp(loss):.2f})")
-    print_function(f"Trained in {metrics['training_seconds']:.0f} s, "
-                   f"{metrics['tokens_per_second']:,.0f} tokens/s.")
-    metrics["sample"] = sample(outcome.model, sample_length) if sample_length else ""
-    if sample_length:
-        print_function("Sample:\n" + metrics["sample"])
-    finish_job(outcome, tokenizer, metrics, print_function=print_function,
-               held_out={f"heldout_{split}_loss": metrics[f"{split}_loss"] for split in held_out})
     return metrics
