@@ -145,14 +145,7 @@ def build_parser():
     )
     generate.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, e.g. runs/gpt-quick")
     generate.add_argument("--prompt", default="ROMEO:\n", help="text to continue")
-    generate.add_argument("--max-new-tokens", type=_non_negative_int, default=300,
-                          help="tokens to add to the prompt")
-    generate.add_argument("--temperature", type=_non_negative_float, default=0.8,
-                          help="sampling temperature (0: greedy)")
-    generate.add_argument("--top-k", type=_non_negative_int, default=0,
-                          help="sample among the k most likely tokens only (0: no limit)")
-    generate.add_argument("--top-p", type=_probability, default=1.0,
-                          help="sample within the nucleus of probability p (1: no limit)")
+    _add_sampling_options(generate, max_new_tokens=300, temperature=0.8)
     generate.add_argument("--num-beams", type=_positive_int, default=1,
                           help="beam search with this many beams (1: sampling / greedy)")
     generate.add_argument("--seed", type=_non_negative_int, help="makes sampling reproducible")
@@ -174,12 +167,19 @@ def build_parser():
     export.add_argument("--output", default="saved_models", help="the model base path")
     export.add_argument("--version", type=_positive_int,
                         help="version number (default: the next free one)")
-    export.add_argument("--max-new-tokens", type=_non_negative_int, default=100,
-                        help="serving_default: tokens to add to each prompt")
-    export.add_argument("--temperature", type=_non_negative_float, default=0.0,
-                        help="serving_default: sampling temperature (0: greedy)")
-    export.add_argument("--top-k", type=_non_negative_int, default=0,
-                        help="serving_default: top-k limit (0: none)")
-    export.add_argument("--top-p", type=_probability, default=1.0,
-                        help="serving_default: nucleus size (1: no limit)")
+    _add_sampling_options(export, max_new_tokens=100, temperature=0.0,
+                          prefix="serving_default: ")
     return parser
+
+
+def _add_sampling_options(parser, max_new_tokens, temperature, prefix=""):
+    """`--max-new-tokens`, `--temperature`, `--top-k`, `--top-p` (`generate` and `export`,
+    whose values become the `serving_default` signature's)."""
+    parser.add_argument("--max-new-tokens", type=_non_negative_int, default=max_new_tokens,
+                        help=f"{prefix}tokens to add to each prompt")
+    parser.add_argument("--temperature", type=_non_negative_float, default=temperature,
+                        help=f"{prefix}sampling temperature (0: greedy)")
+    parser.add_argument("--top-k", type=_non_negative_int, default=0,
+                        help=f"{prefix}sample among the k most likely tokens only (0: no limit)")
+    parser.add_argument("--top-p", type=_probability, default=1.0,
+                        help=f"{prefix}sample within the nucleus of probability p (1: no limit)")
