@@ -66,15 +66,24 @@ def test_json_writes_are_atomic_and_readable(tmp_path):
 
 
 def test_no_tensorflow_needed_to_read_a_run(tmp_path):
-    """`tfllm.runs` imports no TensorFlow: a command can read a config before it starts."""
+    """`tfllm.runs` imports no TensorFlow: a command reads the run directory before
+    TensorFlow starts (here `tfllm export` refusing a folder that is not a run).
+
+    (`import tfllm` itself loads the models, and with them TensorFlow; the command line is
+    the one place that starts without them.)"""
     import subprocess
     import sys
 
-    code = ("import sys, tfllm.runs; "
-            "print(any(name.split('.')[0] in ('tensorflow', 'keras') for name in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
-    assert result.stdout.strip() == "False", result.stderr[-2000:]
+    (tmp_path / "not-a-run").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "tfllm.cli", "export",
+         str(tmp_path / "not-a-run")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "error:" in result.stderr and "not-a-run" in result.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "tfllm.runs" in imported
+    assert not {name for name in imported if name.split(".")[0] in ("tensorflow", "keras")}
 
 
 def test_a_classifier_needs_class_names(tmp_path):

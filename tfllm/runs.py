@@ -150,11 +150,7 @@ class RunDirectory:
     # tokenizer.json.
     def tokenizer(self):
         """The run's tokenizer (character or WordPiece, whichever the file holds)."""
-        self._require_directory()
-        if not self.has_tokenizer():
-            raise FileNotFoundError(
-                f"{self.path} is not a complete tfllm run directory: missing "
-                f"{self.TOKENIZER}.")
+        self._require_tokenizer()
         from tfllm.data.tokenizer_files import load_tokenizer
 
         return load_tokenizer(self.tokenizer_file)
@@ -208,9 +204,16 @@ class RunDirectory:
         return load_checkpoint_model(checkpoints[-1][1]), tokenizer
 
     def require(self):
-        """Returns this run; raises FileNotFoundError, naming the path, if it is no folder."""
-        self._require_directory()
+        """Returns this run; raises FileNotFoundError, naming the path and the missing file,
+        if it is no folder or has no tokenizer (what `load` needs first; no TensorFlow)."""
+        self._require_tokenizer()
         return self
+
+    def _require_tokenizer(self):
+        self._require_directory()
+        if not self.has_tokenizer():
+            raise FileNotFoundError(
+                f"{self.path} is not a complete tfllm run directory: missing {self.TOKENIZER}.")
 
     def _require_directory(self):
         if not self.path.is_dir():
