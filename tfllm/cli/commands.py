@@ -14,6 +14,13 @@ def train(args):
     # The options first, without TensorFlow: a mistake is named in a moment.
     resolve_model_kind(args)
     model_settings, training = training_settings(args)
+    run_dir = _run_directory(args)
+    if args.strategy != "multi_worker" and not os.environ.get("TF_CONFIG"):
+        # Held until the process ends: a second trainer of this run is refused at once.
+        # (Under multi-worker training only the chief locks it, in the job.)
+        from tfllm.runs import RunDirectory
+
+        RunDirectory(run_dir).lock(purpose="train")
 
     from tfllm.training.strategy import resolve_strategy, use_logical_cpus
 
@@ -26,7 +33,7 @@ def train(args):
 
     job = {"bert": _pretrain_bert, "classifier": _train_classifier}.get(
         args.model, _train_language_model)
-    job(args, model_settings, TrainingConfig(**training), _run_directory(args), strategy)
+    job(args, model_settings, TrainingConfig(**training), run_dir, strategy)
     return 0
 
 
@@ -155,5 +162,3 @@ def export(args):
         print("Load it after `import tensorflow_text` (its tokenizer uses TensorFlow Text ops).")
     print(f"Inspect it with: saved_model_cli show --dir {path} --all")
     return 0
-
-

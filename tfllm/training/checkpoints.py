@@ -6,7 +6,9 @@ A checkpoint is a folder `checkpoints/step-00000300/` holding
   (Keras saves the compiled optimizer's variables with the model, among
   them `iterations`, which drives the learning-rate schedule);
 - `state.json`: the global step, the epoch, the position in the training
-  data (batches consumed) and the model's config;
+  data (batches consumed), the model's config and the sha256 of every other
+  file of the checkpoint, which `restore_checkpoint` verifies before it
+  loads anything;
 - `lora.npz` for a model with LoRA adapters: each adapted layer's frozen kernel
   and its two adapter matrices. Keras saves such a layer's kernel with the
   adapters merged in and zeroes the adapters when it loads one, which would
@@ -15,11 +17,14 @@ A checkpoint is a folder `checkpoints/step-00000300/` holding
 It is written under a temporary name and renamed into place, so a
 checkpoint folder without the `.tmp` suffix is complete: a process killed
 while saving leaves at most a `.tmp` folder, which is ignored and removed by
-the next save. Only the chief worker writes under multi-worker training;
+the next save. A damaged checkpoint (bytes zeroed, truncated or overwritten)
+fails its checksums; `restore_latest` and `latest_good_checkpoint` report it
+in one line and take the one before it. Only the chief worker writes under multi-worker training;
 other workers write to a scratch folder that is deleted again (every worker
 must take part in saving, as `tf.distribute` expects).
 """
 
+import hashlib
 import json
 import math
 import os
@@ -44,6 +49,19 @@ _CHECKPOINT_NAME = re.compile(r"^step-(\d{8})$")
 
 class CheckpointError(ValueError):
     """A checkpoint is corrupted or does not fit the model being trained."""
+
+
+class CheckpointDamagedError(CheckpointError):
+    """A checkpoint's files are damaged: unreadable, missing or not their checksums."""
+
+
+def file_sha256(path):
+    """The sha256 of a file, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def list_checkpoints(directory):
@@ -100,6 +118,8 @@ def save_checkpoint(directory, model, step, epoch, keep=3):
         "model_class": type(model).__name__,
         "model_config": _comparable(model.get_config()),
         "lora_layers": _relative_paths(lora_layers),
+        "checksums": {path.name: file_sha256(path) for path in sorted(temporary.iterdir())
+                      if path.is_file() and path.name != STATE_FILE},
     }
     (temporary / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
     if not chief:
@@ -113,22 +133,54 @@ def save_checkpoint(directory, model, step, epoch, keep=3):
     return final
 
 
-def restore_checkpoint(path, model):
-    """Loads a checkpoint into a built, compiled `model`; returns its state dict.
+def verify_checkpoint(path):
+    """Checks a checkpoint's files against the checksums its `state.json` records (a
+    checkpoint written before checksums: that its weights are a readable HDF5 file);
+    returns its state dict.
 
     Raises:
-        CheckpointError: the checkpoint is unreadable, incomplete, or was
-            written by a model of another class or configuration.
+        CheckpointDamagedError: a file is missing, unreadable or not its checksum.
     """
     path = Path(path)
     try:
         state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
-        step = int(state["step"])
+        int(state["step"])
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(
-            f"checkpoint {path} is corrupted: cannot read its {STATE_FILE} ({error}). "
-            "Delete the folder to resume from an earlier checkpoint, or start a new run."
+        raise CheckpointDamagedError(
+            f"checkpoint {path} is corrupted: cannot read its {STATE_FILE} ({error})."
         ) from None
+    checksums = state.get("checksums")
+    for name, expected in (checksums or {}).items():
+        if not (path / name).is_file():
+            raise CheckpointDamagedError(f"checkpoint {path} is corrupted: {name} is missing.")
+        if file_sha256(path / name) != expected:
+            raise CheckpointDamagedError(
+                f"checkpoint {path} is corrupted: {name} does not match its recorded sha256.")
+    if checksums is None:
+        try:
+            with h5py.File(path / WEIGHTS_FILE, "r"):
+                pass
+        except OSError as error:
+            raise CheckpointDamagedError(
+                f"checkpoint {path} is corrupted: {WEIGHTS_FILE} is not a readable HDF5 "
+                f"file ({error})."
+            ) from None
+    return state
+
+
+def restore_checkpoint(path, model):
+    """Loads a checkpoint into a built, compiled `model`; returns its state dict.
+
+    The checkpoint's files are verified first (`verify_checkpoint`): a damaged one leaves
+    the model as it was.
+
+    Raises:
+        CheckpointDamagedError: the checkpoint is unreadable or fails its checksums.
+        CheckpointError: it was written by a model of another class or configuration.
+    """
+    path = Path(path)
+    state = verify_checkpoint(path)
+    step = int(state["step"])
     differences = _config_differences(state, model)
     if differences:
         raise CheckpointError(
@@ -136,14 +188,6 @@ def restore_checkpoint(path, model):
             "Resume with the settings the run was started with, or start a new run directory."
         )
     weights = path / WEIGHTS_FILE
-    try:
-        with h5py.File(weights, "r"):
-            pass
-    except OSError as error:
-        raise CheckpointError(
-            f"checkpoint {path} is corrupted: {weights.name} is not a readable HDF5 file "
-            f"({error}). Delete the folder to resume from an earlier checkpoint."
-        ) from None
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     try:
@@ -160,6 +204,40 @@ def restore_checkpoint(path, model):
             "training exactly."
         )
     return state
+
+
+def latest_good_checkpoint(directory, report=print):
+    """`(step, path)` of the newest checkpoint in `directory` that passes
+    `verify_checkpoint`, or None; each damaged newer one is reported in one line."""
+    for step, path in reversed(list_checkpoints(directory)):
+        try:
+            verify_checkpoint(path)
+        except CheckpointDamagedError as error:
+            report(f"{error} Skipping it for the checkpoint before it.")
+            continue
+        return step, path
+    return None
+
+
+def restore_latest(directory, model, report=print):
+    """Restores the newest good checkpoint of `directory` into `model` (damaged newer ones
+    are reported in one line each and skipped); returns `(step, state)`, or None when
+    `directory` holds no checkpoint.
+
+    Raises:
+        CheckpointError: every checkpoint is damaged, or one does not fit `model`.
+    """
+    checkpoints = list_checkpoints(directory)
+    for step, path in reversed(checkpoints):
+        try:
+            return step, restore_checkpoint(path, model)
+        except CheckpointDamagedError as error:
+            report(f"{error} Skipping it for the checkpoint before it.")
+    if checkpoints:
+        raise CheckpointError(
+            f"every checkpoint in {directory} is damaged; nothing to resume from. Start a "
+            "new run directory (or delete the checkpoints to train this one from scratch).")
+    return None
 
 
 def _lora_layers(model):
@@ -241,20 +319,25 @@ class CheckpointEveryEpoch(keras.callbacks.Callback):
         self.keep = keep
 
     def on_epoch_end(self, epoch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
+        logs = logs or {}
+        bad = [f"{name} is {logs[name]}" for name in ("loss", "val_loss")
+               if logs.get(name) is not None and not math.isfinite(float(logs[name]))]
+        if not bad and not all(np.isfinite(value).all() for value in self.model.get_weights()):
+            bad = ["a weight is not finite"]
+        if bad:
             # Never replace a good checkpoint with diverged weights.
-            print(f"Not saving a checkpoint after epoch {epoch + 1}: the loss is {loss}.")
+            print(f"Not saving a checkpoint after epoch {epoch + 1}: {', '.join(bad)}.")
             return
         step = (epoch + 1) * self.steps_per_epoch
         save_checkpoint(self.directory, self.model, step=step, epoch=epoch + 1, keep=self.keep)
 
 
 def load_checkpoint_model(path):
-    """The model of a checkpoint, rebuilt from its saved config, without optimizer state."""
+    """The model of a checkpoint, rebuilt from its saved config, without optimizer state
+    (the checkpoint verified first: `verify_checkpoint`)."""
     path = Path(path)
+    state = verify_checkpoint(path)
     try:
-        state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
         model_class = keras.saving.get_registered_object(f"tfllm>{state['model_class']}")
         config = state["model_config"]
     except (OSError, ValueError, KeyError, TypeError) as error:
