@@ -152,3 +152,50 @@ def test_a_lora_checkpoint_does_not_load_into_a_model_without_adapters(tmp_path,
         restore_checkpoint(path, _fresh(tiny_gpt_config))
     # A checkpoint's model (for generation) is the plain model, adapters merged.
     assert not load_checkpoint_model(path).lora_layers
+
+
+def _damage(path, how, rng):
+    """Damages a file as disks and careless copies do: zeroed or random bytes of the same
+    size, or cut short."""
+    data = path.read_bytes()
+    if how == "zeroed":
+        damaged = data[:64] + bytes(len(data) - 64)  # a valid header, zeroed weights
+    elif how == "random":
+        damaged = rng.integers(0, 256, len(data), dtype=np.uint8).tobytes()
+    else:
+        damaged = data[: len(data) // 2]
+    path.write_bytes(damaged)
+
+
+@pytest.mark.parametrize("how", ["zeroed", "random", "truncated"])
+def test_a_damaged_newest_checkpoint_is_skipped_for_the_one_before(tmp_path, rng,
+                                                                   tiny_gpt_config, how):
+    from tfllm.training.checkpoints import latest_good_checkpoint, restore_latest
+
+    model = _trained(tiny_gpt_config, rng)
+    save_checkpoint(tmp_path, model, step=2, epoch=1)
+    at_step_2 = [weight.numpy().copy() for weight in model.weights]
+    ids = rng.integers(1, 37, size=(8, 9))
+    model.fit(ids[:, :-1], ids[:, 1:], batch_size=4, epochs=1, verbose=0, shuffle=False)
+    newest = save_checkpoint(tmp_path, model, step=4, epoch=2)
+    _damage(newest / "weights.weights.h5", how, rng)
+    lines = []
+    assert latest_good_checkpoint(tmp_path, lines.append) == (2, tmp_path / "step-00000002")
+    restored = _fresh(tiny_gpt_config)
+    step, state = restore_latest(tmp_path, restored, lines.append)
+    assert step == 2 == state["step"] and int(restored.optimizer.iterations.numpy()) == 2
+    for weight, expected in zip(restored.weights, at_step_2):
+        np.testing.assert_array_equal(weight.numpy(), expected)
+    assert lines == [f"checkpoint {newest} is corrupted: weights.weights.h5 does not match "
+                     "its recorded sha256. Skipping it for the checkpoint before it."] * 2
+
+
+def test_every_checkpoint_damaged_is_an_error_not_a_fresh_start(tmp_path, rng,
+                                                                tiny_gpt_config):
+    from tfllm.training.checkpoints import restore_latest
+
+    path = save_checkpoint(tmp_path, _trained(tiny_gpt_config, rng), step=2, epoch=1)
+    _damage(path / "weights.weights.h5", "zeroed", rng)
+    with pytest.raises(CheckpointError, match="every checkpoint in .* is damaged"):
+        restore_latest(tmp_path, _fresh(tiny_gpt_config), lambda line: None)
+    assert restore_latest(tmp_path / "none", _fresh(tiny_gpt_config)) is None
