@@ -30,14 +30,19 @@ class LockBusyError(RuntimeError):
 
 
 def process_is_alive(pid):
-    """Whether a process with this id exists (signal 0 checks without sending one)."""
+    """Whether a process with this id runs (signal 0 checks without sending one); a
+    zombie, dead but not yet reaped by its parent, does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # it exists, under another user
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (not Linux): trust the signal
         return True
-    return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def lock_holders(path):

@@ -53,18 +53,23 @@ def export_run(run_directory, directory=None, version=None, **defaults):
 
     `directory` defaults to `saved_models/RUN_NAME`. A language model goes through
     `export_model` (`defaults` are its serving defaults), a classifier run (its config
-    names classes) through `export_classifier`.
+    names classes) through `export_classifier`. The run's lock is held, shared, while it
+    exports: a run being trained is refused (`tfllm.runs.RunBusyError`, naming the
+    trainer's pid); two exports of one run get distinct versions
+    (`tfllm.export.versions.reserve_version`).
     """
     from tfllm.runs import RunDirectory
 
-    run = RunDirectory(run_directory)
-    model, tokenizer = run.load()
+    run = RunDirectory(run_directory).require()
     if directory is None:
         directory = Path(DEFAULT_EXPORT_DIRECTORY) / run.path.resolve().name
-    if run.is_classifier():
-        return export_classifier(model, tokenizer, directory, run.class_names(),
-                                 version=version)
-    return export_model(model, tokenizer, directory, version=version, **defaults)
+    # Shared: exports of one run may run side by side, but not beside its training.
+    with run.lock(shared=True, purpose="export"):
+        model, tokenizer = run.load()
+        if run.is_classifier():
+            return export_classifier(model, tokenizer, directory, run.class_names(),
+                                     version=version)
+        return export_model(model, tokenizer, directory, version=version, **defaults)
 
 
 __all__ = ["DEFAULT_EXPORT_DIRECTORY", "METADATA_FILE", "export_classifier", "export_model",

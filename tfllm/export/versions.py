@@ -1,25 +1,33 @@
-"""Version folders of the TensorFlow Serving layout: the next number, and an atomic write."""
+"""Version folders of the TensorFlow Serving layout: the next number, and an atomic write.
+
+An export is written to a hidden `.N.tmp-PID` folder and renamed to `N/` when complete.
+Its number is chosen under an exclusive lock on the model's folder (`.lock` there): the
+temporary folder is created under it, and counts as taken while its process lives, so
+exports running side by side get distinct versions. A temporary folder whose process is
+dead (a killed export) is removed the next time a version is chosen. TensorFlow Serving
+reads only the numbered folders.
+"""
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
+from tfllm.locks import FileLock, process_is_alive
+
 DEFAULT_EXPORT_DIRECTORY = "saved_models"
 METADATA_FILE = "assets.extra/tfllm.json"
-
-
-def _next_version(directory):
-    versions = [int(path.name) for path in directory.iterdir()
-                if path.is_dir() and path.name.isdigit()] if directory.is_dir() else []
-    return max(versions, default=0) + 1
+LOCK_FILE = ".lock"
+_TEMPORARY_NAME = re.compile(r"^\.(\d+)\.tmp-(\d+)$")
 
 
 def check_version(directory, version):
-    """`(directory as a Path, version)`: the next free version by default; refuses a taken one."""
+    """`(directory as a Path, version)`, checked before anything is built: `version` is
+    None (the next free one, chosen when writing) or a positive integer not taken yet."""
     directory = Path(directory)
     if version is None:
-        version = _next_version(directory)
+        return directory, None
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(f"`version` must be a positive integer; got {version!r}.")
     if (directory / str(version)).exists():
@@ -27,14 +35,42 @@ def check_version(directory, version):
     return directory, version
 
 
+def reserve_version(directory, version=None):
+    """Chooses `version` (default: one more than the highest taken) under the folder's lock
+    and creates its temporary folder; returns `(version, temporary folder)`. Temporary
+    folders of dead processes are removed; those of live ones count as taken.
+
+    Raises:
+        ValueError: `version` is taken (a version folder, or an export writing it).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with FileLock(directory / LOCK_FILE, purpose="export", blocking=True, reentrant=False):
+        taken = {int(path.name) for path in directory.iterdir()
+                 if path.is_dir() and path.name.isdigit()}
+        for path in directory.iterdir():
+            match = _TEMPORARY_NAME.match(path.name)
+            if match and process_is_alive(int(match.group(2))):
+                taken.add(int(match.group(1)))
+            elif match:
+                shutil.rmtree(path, ignore_errors=True)  # left by a killed export
+        if version is None:
+            version = max(taken, default=0) + 1
+        elif version in taken:
+            raise ValueError(f"{directory / str(version)} exists already or is being "
+                             "written; choose another version.")
+        temporary = directory / f".{version}.tmp-{os.getpid()}"
+        temporary.mkdir()
+    return version, temporary
+
+
 def write_version(archive, directory, version, metadata):
     """Writes `archive` (a `keras.export.ExportArchive`) and `metadata` (JSON, as
-    `METADATA_FILE`) to `directory/version/` under a temporary name, then renames it into
-    place: the version folder is complete or absent."""
-    final = directory / str(version)
-    directory.mkdir(parents=True, exist_ok=True)
-    temporary = directory / f".{version}.tmp-{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
+    `METADATA_FILE`) to `directory/VERSION/` (`version`, or the next free one: see
+    `reserve_version`) under a temporary name, then renames it into place: the version
+    folder is complete or absent. Returns the version folder."""
+    version, temporary = reserve_version(directory, version)
+    final = Path(directory) / str(version)
     try:
         archive.write_out(str(temporary), verbose=False)
         (temporary / METADATA_FILE).parent.mkdir(parents=True, exist_ok=True)
