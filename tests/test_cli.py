@@ -148,7 +148,7 @@ def test_other_settings_do_not_resume_a_run(tmp_path, corpus):
         "Resume with the settings it was started with, or use a new run directory."
     )
     refused = _run(arguments(corpus, run, extra=["--no-resume"]), cwd=tmp_path)
-    assert refused.returncode == 1 and "already holds checkpoints" in refused.stderr
+    assert refused.returncode == 1 and "already holds a trained model" in refused.stderr
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -306,3 +306,20 @@ def test_lora_fine_tuning_from_a_finished_run_saves_and_exports_merged(tmp_path,
     expected = [np.asarray(after(np.array([row[:length]], "int32")))[0, -1]
                 for row, length in zip(token_ids, (4, 2))]
     np.testing.assert_allclose(answer["logits"], expected, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_diverging_run_exits_non_zero_with_valid_json_and_no_model(tmp_path, corpus):
+    """A learning rate of 1e30 turns the loss NaN at step 2, before the first checkpoint:
+    nothing is kept as the model, metrics.json says where (valid JSON), exit code 1."""
+    run = tmp_path / "run"
+    result = _run(_train_arguments(corpus, run, extra=["--learning-rate", "1e30"]),
+                  cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: training diverged at step 2 (loss ")
+    assert "before its first checkpoint" in last and "this run: 1e+30" in last
+    metrics = json.loads((run / "metrics.json").read_text(),
+                         parse_constant=lambda name: pytest.fail(f"{name} in metrics.json"))
+    assert metrics["diverged"]["step"] == 2 and metrics["diverged"]["kept_step"] is None
+    assert not (run / "model.keras").exists() and not list((run / "checkpoints").glob("*"))

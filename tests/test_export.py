@@ -198,7 +198,7 @@ def test_versions_count_up_and_are_never_overwritten(tmp_path):
     first = export_model(model, tokenizer, tmp_path / "m", max_new_tokens=3)
     second = export_model(model, tokenizer, tmp_path / "m", max_new_tokens=3)
     assert (first.name, second.name) == ("1", "2")
-    assert sorted(path.name for path in (tmp_path / "m").iterdir()) == ["1", "2"]
+    assert sorted(path.name for path in (tmp_path / "m").iterdir()) == [".lock", "1", "2"]
     with pytest.raises(ValueError, match="exists already"):
         export_model(model, tokenizer, tmp_path / "m", version=2)
     metadata = json.loads((second / "assets.extra" / "tfllm.json").read_text(encoding="utf-8"))

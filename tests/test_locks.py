@@ -104,8 +104,7 @@ def test_a_process_may_take_its_own_lock_again(tmp_path, holders):
             FileLock(lock_file, reentrant=False).acquire()
 
 
-def test_a_second_trainer_from_the_command_line_is_refused_before_tensorflow(tmp_path,
-                                                                            holders):
+def test_a_second_trainer_from_the_command_line_is_refused_at_once(tmp_path, holders):
     run = tmp_path / "run"
     holder = holders(RunDirectory(run).lock_file)
     result = subprocess.run(

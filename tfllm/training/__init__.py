@@ -6,11 +6,13 @@
 - `masked_lm`: BERT's masked-LM pre-training job (`pretraining_job`) and its pieces;
 - `classification`: fine-tuning BERT as a classifier, the genre job; `baselines`;
 - `callbacks`: TensorBoard curves and text samples; `hparams`: the HParams dashboard;
+- `resuming`: what a run continues from, checked before anything is overwritten;
 - `strategy`, `checkpoints`, `schedules`, `runs`.
 """
 
-from tfllm.training.callbacks import TextSamples, TrainingSummaries
+from tfllm.training.callbacks import StopOnDivergence, TextSamples, TrainingSummaries
 from tfllm.training.checkpoints import (
+    CheckpointDamagedError,
     CheckpointError,
     CheckpointEveryEpoch,
     list_checkpoints,
@@ -20,7 +22,14 @@ from tfllm.training.checkpoints import (
 from tfllm.constants import PRECISIONS
 from tfllm.training.config import TrainingConfig, make_optimizer, precision_scope
 from tfllm.training.hparams import HParamsSummary
-from tfllm.training.job import FitOutcome, Stopwatch, TrainingJob, finish_job, run_job
+from tfllm.training.job import (
+    FitOutcome,
+    Stopwatch,
+    TrainingDivergedError,
+    TrainingJob,
+    finish_job,
+    run_job,
+)
 from tfllm.training.language_model import (
     compile_language_model,
     fit_language_model,
@@ -43,13 +52,16 @@ __all__ = [
     "PRECISIONS",
     "PRESETS",
     "STRATEGY_NAMES",
+    "CheckpointDamagedError",
     "CheckpointError",
     "CheckpointEveryEpoch",
     "FitOutcome",
     "HParamsSummary",
+    "StopOnDivergence",
     "Stopwatch",
     "TextSamples",
     "TrainingConfig",
+    "TrainingDivergedError",
     "TrainingJob",
     "TrainingSummaries",
     "WarmupCosineDecay",

@@ -217,6 +217,52 @@ class TrainingSummaries(keras.callbacks.Callback):
         self._writers = {}
 
 
+class StopOnDivergence(keras.callbacks.Callback):
+    """Stops `fit` at the first step whose training loss is not finite (NaN, infinity).
+
+    Keras's `loss` log is the running mean of the epoch, so it turns non-finite at the
+    step that diverged and stays so; it is read after every step, as Keras's own
+    `TerminateOnNaN` reads it. A step's loss is that of the weights before its update,
+    so the validation loss at the end of an epoch (`val_loss`), of the weights after its
+    last update, is checked too. The callback records where it happened (`step`, the
+    global step, counted from 1, and `loss`) and sets `model.stop_training`; what to
+    keep is the job's decision (`tfllm.training.job` puts back the last good checkpoint).
+
+    Example:
+
+    >>> divergence = StopOnDivergence()
+    >>> model.fit(data, epochs=3, steps_per_epoch=100, callbacks=[divergence])
+    >>> divergence.step  # None: it did not diverge
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.step = None
+        self.loss = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or self.step is not None:
+            return
+        loss = float(loss)
+        if not math.isfinite(loss):
+            steps_per_epoch = (self.params or {}).get("steps") or 0
+            self.step = self._epoch * steps_per_epoch + batch + 1
+            self.loss = loss
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("val_loss")
+        if self.step is None and loss is not None and not math.isfinite(float(loss)):
+            self.step = (epoch + 1) * ((self.params or {}).get("steps") or 0)
+            self.loss = float(loss)
+            self.model.stop_training = True
+
+
 def _as_code_block(text):
     """Markdown that shows `text` as it is (TensorBoard renders text as Markdown)."""
     return "\n".join("    " + line for line in text.split("\n"))
@@ -262,6 +308,9 @@ class TextSamples(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every_epochs or not is_chief():
             return
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            return  # diverged weights write only replacement characters
         samples = self.sample_fn()
         if isinstance(samples, str):
             samples = [samples]

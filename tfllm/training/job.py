@@ -7,6 +7,13 @@ named hooks: how to create, compile and fit its model, what to sample) and hands
 TensorBoard, saves the run and says where it went. What the jobs' hooks and ends have in
 common is here too: `compile_for_training`, `fit_hook` (`model.fit` over ready datasets),
 `print_training_speed` and `held_out_losses`.
+
+What never happens to a run directory: two processes training it at once (the run's lock,
+`RunDirectory.lock`, is held from `run_job` to `finish_job`); a finished run retrained or
+its `model.keras` rewritten by running its command again (it is evaluated again, its
+recorded figures kept); training resumed from a damaged checkpoint (the one before it is
+taken, `restore_latest`); diverged weights saved (`StopOnDivergence`: the last good
+checkpoint is put back and saved, then `TrainingDivergedError` ends the job).
 """
 
 import dataclasses
@@ -17,12 +24,14 @@ import keras
 import tensorflow as tf
 
 from tfllm.runs import RunDirectory
-from tfllm.training.callbacks import TextSamples, TrainingSummaries
-from tfllm.training.checkpoints import (
-    CheckpointError,
-    CheckpointEveryEpoch,
-    list_checkpoints,
-    restore_checkpoint,
+from tfllm.training.callbacks import StopOnDivergence, TextSamples, TrainingSummaries
+from tfllm.training.checkpoints import CheckpointEveryEpoch, restore_latest
+from tfllm.training.resuming import (
+    divergence_advice,
+    finished_model,
+    latest_checkpoint,
+    restore_latest_into,
+    write_run_files,
 )
 from tfllm.training.config import make_optimizer, precision_scope
 from tfllm.training.hparams import HParamsSummary
@@ -33,6 +42,14 @@ from tfllm.training.strategy import (
     jit_compile_for,
     with_data_sharding,
 )
+
+
+#: The figures of how a run trained: a finished run evaluated again keeps its recorded ones.
+TRAINING_FIGURES = ("steps", "resumed_from_step", "training_seconds", "tokens_per_second")
+
+
+class TrainingDivergedError(RuntimeError):
+    """The training loss became non-finite; the message says at which step and what to try."""
 
 
 class Stopwatch(keras.callbacks.Callback):
@@ -69,43 +86,6 @@ class Stopwatch(keras.callbacks.Callback):
         if self.steps < 2:
             return 0.0
         return (self.steps - 1) * self.tokens_per_step / max(self._training_seconds, 1e-9)
-
-
-def _training_differences(saved, current):
-    return [
-        f"{key}: saved {saved.get(key)!r}, now {current.get(key)!r}"
-        for key in sorted(set(saved) | set(current))
-        if saved.get(key) != current.get(key)
-    ]
-
-
-def _check_resumable(run, config, tokenizer):
-    """The latest checkpoint of `run` if this training can continue it, else an error."""
-    checkpoints = list_checkpoints(run.checkpoints)
-    if not checkpoints:
-        return None
-    step, path = checkpoints[-1]
-    try:
-        saved_training = run.read_config()["training"]
-        saved_vocabulary = run.read_tokenizer_json()
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(
-            f"{run.path} holds checkpoints but its {run.CONFIG} or {run.TOKENIZER} cannot "
-            f"be read ({error}); start a new run directory."
-        ) from None
-    differences = _training_differences(saved_training, dataclasses.asdict(config))
-    if differences:
-        raise CheckpointError(
-            f"{run.path} was started with other training settings "
-            f"({'; '.join(differences)}). Resume with the settings it was started with, or "
-            "use a new run directory."
-        )
-    if saved_vocabulary.get("vocabulary") != tokenizer.vocabulary:
-        raise CheckpointError(
-            f"{run.path} was trained with another vocabulary (another corpus?); resume it "
-            "with the corpus it was started with, or use a new run directory."
-        )
-    return step, path
 
 
 @dataclasses.dataclass
@@ -147,15 +127,25 @@ class FitOutcome:
     losses: list
     run: RunDirectory | None = None
     strategy: tf.distribute.Strategy | None = None
+    #: A finished run evaluated again: its metrics.json as it was (kept, model not saved).
+    previous_metrics: dict | None = None
+    #: `{"step", "loss", "kept_step"}` when training diverged (`finish_job` then raises).
+    divergence: dict | None = None
+    advice: str = ""
+    lock: object = None
 
     def figures(self, config):
-        """The run's basic figures: steps, where it resumed, seconds and tokens/s."""
-        return {
+        """The run's basic figures: steps, where it resumed, seconds and tokens/s (for a
+        finished run evaluated again, those it recorded when it trained)."""
+        figures = {
             "steps": config.epochs * config.epoch_steps,
             "resumed_from_step": self.initial_step,
             "training_seconds": round(self.stopwatch.seconds, 1),
             "tokens_per_second": round(self.stopwatch.tokens_per_second, 1),
         }
+        previous = self.previous_metrics or {}
+        figures.update({key: previous[key] for key in TRAINING_FIGURES if key in previous})
+        return figures
 
 
 def run_job(job, config, tokenizer, run=None, *, strategy=None, resume=True,
@@ -185,39 +175,119 @@ def run_job(job, config, tokenizer, run=None, *, strategy=None, resume=True,
     """
     strategy = strategy or tf.distribute.get_strategy()
     run = None if run is None else RunDirectory(run)
-    latest = _latest_checkpoint(run, config, tokenizer, resume)
-    model = _created_and_compiled(job, config, strategy)
+    lock = run.lock(purpose="train") if run is not None and is_chief(strategy) else None
+    try:
+        outcome = _run_locked(job, config, tokenizer, run, strategy, resume, print_function)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    outcome.lock = lock
+    return outcome
+
+
+def _run_locked(job, config, tokenizer, run, strategy, resume, print_function):
+    """`run_job` once the run's lock is held."""
+    latest = latest_checkpoint(run, config, tokenizer, resume)
     print_function(f"Strategy: {describe_strategy(strategy)}.")
-    initial_step = _restore(latest, model, strategy, run, print_function)
+    if latest is not None and run.is_finished():
+        outcome = _evaluated_again(job, config, run, strategy, print_function)
+        if outcome is not None:
+            return outcome
+    model = _created_and_compiled(job, config, strategy)
+    initial_step = (0 if latest is None
+                    else restore_latest_into(model, strategy, run, print_function))
     if run is not None and is_chief(strategy):
-        _write_run_files(run, job, model, config, tokenizer)
-    stopwatch = Stopwatch(job.tokens_per_step)
+        write_run_files(run, job, model, config, tokenizer)
+    stopwatch, divergence = Stopwatch(job.tokens_per_step), StopOnDivergence()
     hparams = None if run is None else _hparams_summary(run, job, model, config, strategy)
-    callbacks = [stopwatch, keras.callbacks.TerminateOnNaN(), *job.callbacks,
+    callbacks = [stopwatch, divergence, *job.callbacks,
                  *_run_callbacks(job, model, config, run, hparams, strategy)]
     losses = []
     if initial_step >= config.epochs * config.epoch_steps:
         print_function(f"{run.path} has finished training; evaluating it again.")
     else:
         losses = job.fit(model, callbacks, initial_step)
-    return FitOutcome(model, stopwatch, hparams, initial_step, list(losses), run, strategy)
+    outcome = FitOutcome(model, stopwatch, hparams, initial_step, list(losses), run, strategy)
+    if divergence.step is not None:
+        _go_back_before_divergence(outcome, divergence, config, print_function)
+    return outcome
+
+
+def _evaluated_again(job, config, run, strategy, print_function):
+    """The `FitOutcome` of a finished run run again: its `model.keras`, to be evaluated;
+    nothing trains, and the model and the recorded training figures are not written again.
+    None when the file is damaged (`finished_model`)."""
+    finished = finished_model(job, config, run, strategy, print_function)
+    if finished is None:
+        return None
+    model, previous = finished
+    print_function(f"{run.path} has finished training; evaluating its {run.MODEL} again "
+                   "(neither it nor the recorded training figures change).")
+    total = config.epochs * config.epoch_steps
+    return FitOutcome(model, Stopwatch(job.tokens_per_step), None, total, [], run, strategy,
+                      previous_metrics=previous)
+
+
+def _go_back_before_divergence(outcome, divergence, config, print_function):
+    """After a non-finite loss: the last good checkpoint back into the model (it is what
+    `finish_job` saves), or, with none, the metrics written and the job ended."""
+    run, model = outcome.run, outcome.model
+    restored = None
+    if run is not None:
+        with outcome.strategy.scope():
+            restored = restore_latest(run.checkpoints, model, print_function)
+    outcome.divergence = {"step": divergence.step, "loss": str(divergence.loss),
+                          "kept_step": None if restored is None else restored[0]}
+    outcome.advice = divergence_advice(config)
+    where = f"training diverged at step {divergence.step} (loss {divergence.loss})"
+    if restored is None:
+        if run is not None and is_chief(outcome.strategy):
+            run.write_metrics({**outcome.figures(config), "diverged": outcome.divergence})
+        raise TrainingDivergedError(
+            f"{where} before its first checkpoint: nothing was saved as a model. "
+            + outcome.advice)
+    print_function(f"The {where}; going back to its checkpoint of step {restored[0]}.")
 
 
 def finish_job(outcome, tokenizer, metrics, held_out=None, print_function=print):
-    """The end of every job: held-out figures to HParams, the run saved (by the chief).
+    """The end of every job: held-out figures to HParams, the run saved (by the chief), the
+    run's lock released.
+
+    A finished run evaluated again keeps its `model.keras` and the figures it recorded
+    (`metrics` gains those it lacks); after a divergence the last good checkpoint's model
+    is saved, `metrics["diverged"]` says where, and `TrainingDivergedError` is raised.
 
     Args:
         outcome: the job's `FitOutcome`.
         tokenizer: saved with the model.
-        metrics: the dict for `metrics.json`.
+        metrics: the dict for `metrics.json` (completed in place).
         held_out: `{name: value}` for the HParams dashboard (e.g. held-out losses).
     """
-    if outcome.hparams is not None:
-        outcome.hparams.write_metrics(held_out or {})
-        outcome.hparams.close()
-    if outcome.run is not None and is_chief(outcome.strategy):
-        save_run(outcome.run, outcome.model, tokenizer, metrics=metrics)
-        print_function(f"Saved the run to {outcome.run.path}/")
+    try:
+        for key, value in (outcome.previous_metrics or {}).items():
+            metrics.setdefault(key, value)
+        if outcome.divergence is not None:
+            metrics["diverged"] = outcome.divergence
+        if outcome.hparams is not None:
+            outcome.hparams.write_metrics(held_out or {})
+            outcome.hparams.close()
+        if outcome.run is not None and is_chief(outcome.strategy):
+            if outcome.previous_metrics is None:
+                save_run(outcome.run, outcome.model, tokenizer, metrics=metrics)
+                print_function(f"Saved the run to {outcome.run.path}/")
+            else:
+                outcome.run.write_metrics(metrics)
+    finally:
+        if outcome.lock is not None:
+            outcome.lock.release()
+            outcome.lock = None
+    if outcome.divergence is not None:
+        divergence = outcome.divergence
+        raise TrainingDivergedError(
+            f"training diverged at step {divergence['step']} (loss {divergence['loss']}); "
+            f"the model saved is that of its last good checkpoint (step "
+            f"{divergence['kept_step']}). " + outcome.advice)
 
 
 def compile_for_training(model, config, strategy=None, **metrics):
@@ -268,19 +338,6 @@ def held_out_losses(metrics, splits):
     return {f"heldout_{split}_loss": metrics[f"{split}_loss"] for split in splits}
 
 
-def _latest_checkpoint(run, config, tokenizer, resume):
-    """`(step, path)` of the checkpoint the run continues from, or None; checked first."""
-    if run is None:
-        return None
-    latest = _check_resumable(run, config, tokenizer)
-    if latest is not None and not resume:
-        raise CheckpointError(
-            f"{run.path} already holds checkpoints (the latest at step {latest[0]}); resume "
-            "it, or choose another run directory."
-        )
-    return latest
-
-
 def _created_and_compiled(job, config, strategy):
     keras.utils.set_random_seed(config.seed)  # the same initial weights on every worker
     with strategy.scope(), precision_scope(config.precision):
@@ -293,31 +350,6 @@ def _created_and_compiled(job, config, strategy):
             )
         job.compile_model(model, config, strategy)
     return model
-
-
-def _restore(latest, model, strategy, run, print_function):
-    """Restores `latest` (`(step, path)` or None) into `model`; returns the step it resumes
-    from (0 for a new run)."""
-    if latest is None:
-        return 0
-    step, path = latest
-    with strategy.scope():
-        if not model.built:
-            model.build((None, None))
-        restore_checkpoint(path, model)
-    print_function(f"Resuming {run.path} from its checkpoint at step {step}.")
-    return step
-
-
-def _write_run_files(run, job, model, config, tokenizer):
-    """The run's `config.json` (model, training settings, `job.run_config`) and tokenizer."""
-    run.write_config({
-        "model_class": type(model).__name__,
-        "model": model.get_config(),
-        "training": dataclasses.asdict(config),
-        **job.run_config,
-    })
-    run.save_tokenizer(tokenizer)
 
 
 def _hparams_summary(run, job, model, config, strategy):

@@ -70,6 +70,7 @@ def fine_tuning_start(directory, lora_rank=None):
 
     def create_model():
         model = run.load_model()
+        run.check_vocabulary_size(model, tokenizer)
         if lora_rank is not None:
             model.enable_lora(lora_rank)
         return model
