@@ -86,6 +86,20 @@ def test_pretraining_then_fine_tuning_writes_runs_and_comparisons(corpus, tmp_pa
     assert float(final["final/heldout_test_macro_f1"]) == pytest.approx(
         results["pretrained"]["macro_f1"], rel=1e-5)
 
+    # Run again, the finished classifier is evaluated, not retrained: model.keras (its best
+    # epoch) is the same file, its figures the same, its recorded time kept.
+    model_file = tmp_path / "classifier" / "model.keras"
+    before = model_file.read_bytes()
+    again = genre_classification_job(
+        bert_run, classifier["model"], TrainingConfig(**classifier["training"]),
+        tmp_path / "classifier", corpus=corpus, passage_length=200, baselines=False,
+        print_function=lines.append, verbose=0)
+    assert model_file.read_bytes() == before
+    assert again["pretrained"]["confusion_matrix"] == results["pretrained"]["confusion_matrix"]
+    resaved = json.loads((tmp_path / "classifier" / "metrics.json").read_text())
+    for name in ("best_epoch", "training_seconds", "tokens_per_second", "test"):
+        assert resaved[name] == saved[name], name
+
 
 @pytest.mark.slow
 def test_an_interrupted_pretraining_resumes_to_the_same_weights(corpus, tmp_path):

@@ -152,13 +152,15 @@ def run_job(job, config, tokenizer, run=None, *, strategy=None, resume=True,
             print_function=print):
     """The part every training job shares: model in the strategy's scope, resuming, logs.
 
-    Creates and compiles the model (`job.create_model`, `job.compile_model`) in
-    `strategy.scope()` and `config.precision`; restores the run's latest checkpoint
-    (after checking that it was written with the same settings and vocabulary); writes
-    `config.json` (with `job.run_config` added) and the tokenizer; then calls
-    `job.fit(model, callbacks, initial_step)` with the callbacks (tokens/s, TensorBoard
-    summaries, text samples from `job.sample`, HParams, history.csv and a checkpoint per
-    epoch).
+    Takes the run's lock (the chief; `finish_job` releases it); creates and compiles the
+    model (`job.create_model`, `job.compile_model`) in `strategy.scope()` and
+    `config.precision`; restores the run's latest good checkpoint (after checking that it
+    was written with the same settings and vocabulary); writes `config.json` (with
+    `job.run_config` added) and the tokenizer; then calls `job.fit(model, callbacks,
+    initial_step)` with the callbacks (tokens/s, divergence, TensorBoard summaries, text
+    samples from `job.sample`, HParams, history.csv and a checkpoint per epoch). A finished
+    run is not trained: its `model.keras` comes back to be evaluated again. After a
+    divergence the model is that of the last good checkpoint (`FitOutcome.divergence`).
 
     Args:
         job: a `TrainingJob`.
@@ -168,10 +170,15 @@ def run_job(job, config, tokenizer, run=None, *, strategy=None, resume=True,
             nothing.
         strategy: a `tf.distribute.Strategy`; default: the strategy in scope.
         resume: continue from the run's latest checkpoint; with False a run directory
-            that holds checkpoints is refused.
+            that holds checkpoints or a model is refused.
 
     Returns:
         A `FitOutcome`.
+
+    Raises:
+        tfllm.runs.RunBusyError: another process trains or exports the run.
+        CheckpointError: the run cannot be continued safely (the message says why).
+        TrainingDivergedError: the loss became non-finite before the first checkpoint.
     """
     strategy = strategy or tf.distribute.get_strategy()
     run = None if run is None else RunDirectory(run)
