@@ -313,7 +313,7 @@ def test_a_diverging_run_exits_non_zero_with_valid_json_and_no_model(tmp_path, c
     """A learning rate of 1e30 turns the loss NaN at step 2, before the first checkpoint:
     nothing is kept as the model, metrics.json says where (valid JSON), exit code 1."""
     run = tmp_path / "run"
-    result = _run(_train_arguments(corpus, run, extra=["--learning-rate", "1e30"]),
+    result = _run(_train_arguments(corpus, run, extra=["--learning-rate", "1e30", "--no-xla"]),
                   cwd=tmp_path)
     assert result.returncode == 1, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
