@@ -6,7 +6,8 @@
 - `masked_lm`: BERT's masked-LM pre-training job (`pretraining_job`) and its pieces;
 - `classification`: fine-tuning BERT as a classifier, the genre job; `baselines`;
 - `callbacks`: TensorBoard curves and text samples; `hparams`: the HParams dashboard;
-- `strategy`, `checkpoints`, `schedules`, `runs`.
+- `strategy`, `cluster` (the bounded wait for multi-worker peers), `checkpoints`,
+  `schedules`, `runs`.
 """
 
 from tfllm.training.callbacks import TextSamples, TrainingSummaries
@@ -28,6 +29,7 @@ from tfllm.training.language_model import (
     train_and_evaluate,
 )
 from tfllm.presets import PRESETS, preset
+from tfllm.training.cluster import ClusterTimeoutError, wait_for_cluster
 from tfllm.training.runs import load_run, save_run
 from tfllm.training.schedules import WarmupCosineDecay
 from tfllm.training.strategy import (
@@ -45,6 +47,7 @@ __all__ = [
     "STRATEGY_NAMES",
     "CheckpointError",
     "CheckpointEveryEpoch",
+    "ClusterTimeoutError",
     "FitOutcome",
     "HParamsSummary",
     "Stopwatch",
@@ -71,5 +74,6 @@ __all__ = [
     "save_run",
     "train_and_evaluate",
     "use_logical_cpus",
+    "wait_for_cluster",
     "with_data_sharding",
 ]
