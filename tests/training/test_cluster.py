@@ -70,6 +70,7 @@ def test_workers_that_all_start_find_each_other():
 
 def test_a_worker_that_never_starts_is_named_and_the_port_is_released():
     addresses = [f"127.0.0.1:{port}" for port in _free_ports(3)]
+
     def worker_1():
         with pytest.raises(ClusterTimeoutError):
             wait_for_cluster(_tf_config(addresses, 1), timeout=1, print_function=None)
