@@ -81,3 +81,15 @@ def test_any_other_failure_ends_in_one_error_line(failures):
     assert code == 1
     lines = stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+
+
+def test_error_lines_are_one_line_and_name_foreign_failures():
+    from tfllm.cli import MAX_ERROR_CHARACTERS, _one_line
+
+    assert _one_line(ValueError("TF_CONFIG is malformed:\n  an example")) == (
+        "TF_CONFIG is malformed: an example")
+    assert _one_line(KeyError("model_class")) == "KeyError: 'model_class'"
+    assert _one_line(ZeroDivisionError()) == "ZeroDivisionError"
+    long = _one_line(TypeError("x" * (2 * MAX_ERROR_CHARACTERS)))
+    assert "\n" not in long and long.endswith("(--verbose shows all of it)")
+    assert len(long) < MAX_ERROR_CHARACTERS + 50

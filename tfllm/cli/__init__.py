@@ -75,4 +75,4 @@ def _one_line(error):
     return message or type(error).__name__
 
 
-__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "build_parser", "main"]
+__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "MAX_ERROR_CHARACTERS", "build_parser", "main"]
