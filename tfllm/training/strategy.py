@@ -281,8 +281,10 @@ def _multi_worker_strategy(cluster_timeout):
         return tf.distribute.MultiWorkerMirroredStrategy()
     except tf.errors.DeadlineExceededError as error:
         # A peer answered `wait_for_cluster` but never registered with TensorFlow.
-        raise ClusterTimeoutError(tasks_named_in(str(error), config),
-                                  cluster_timeout) from None
+        named = tasks_named_in(str(error), config) or [
+            task for task in coordinated_tasks(config)
+            if task[:2] != (config["task"]["type"], config["task"]["index"])]
+        raise ClusterTimeoutError(named, cluster_timeout) from None
     except RuntimeError as error:
         raise RuntimeError(
             "MultiWorkerMirroredStrategy must be created before TensorFlow initialises its "
