@@ -15,7 +15,7 @@ The fine-tuned classifier is exported for serving to saved_models/genre-classifi
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no start-up chatter (see tfllm.startup_log)
 
 from example_options import parser_for, settings_for  # noqa: E402
 

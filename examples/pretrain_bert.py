@@ -16,7 +16,7 @@ same command again resumes an interrupted run. `tfllm train --model bert` does t
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no start-up chatter (see tfllm.startup_log)
 
 from example_options import parser_for, settings_for  # noqa: E402
 

@@ -15,7 +15,7 @@ running the same command again resumes an interrupted run. This is what
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no start-up chatter (see tfllm.startup_log)
 
 from example_options import add_language_model_options, parser_for, settings_for  # noqa: E402
 

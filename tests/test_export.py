@@ -57,6 +57,25 @@ LOADER = textwrap.dedent('''
         answer["bad_temperature"] = "accepted"
     except tf.errors.InvalidArgumentError as error:
         answer["bad_temperature"] = error.message
+    answer["not_utf8"] = plain(loaded.signatures["serving_default"](
+        prompts=tf.constant([b"to \\xffbe", b"\\xc3"])))  # plain() decodes strictly
+    answer["not_utf8_score"] = plain(loaded.signatures["score"](
+        texts=tf.constant([b"to \\xffbe", "to \\ufffdbe".encode()])))
+    def failure(call):
+        try:
+            call()
+            return "accepted"
+        except tf.errors.InvalidArgumentError as error:
+            return error.message
+    answer["rank_0_prompt"] = failure(lambda: loaded.signatures["serving_default"](
+        prompts=tf.constant("to")))
+    answer["rank_0_text"] = failure(lambda: loaded.signatures["score"](texts=tf.constant("to")))
+    answer["empty_logits_row"] = failure(lambda: loaded.signatures["logits"](
+        token_ids=tf.constant([[5, 6], [0, 0]], tf.int32)))
+    answer["no_logits_column"] = failure(lambda: loaded.signatures["logits"](
+        token_ids=tf.zeros([2, 0], tf.int32)))
+    answer["rank_1_token_ids"] = failure(lambda: loaded.signatures["logits"](
+        token_ids=tf.constant([5, 6], tf.int32)))
     answer["tfllm_imported"] = any(name.split(".")[0] == "tfllm" for name in sys.modules)
     print(json.dumps(answer))
 ''')
@@ -170,6 +189,26 @@ def test_logits_are_the_next_token_logits_after_each_row(exported):
 
 def test_impossible_sampling_values_are_named(exported):
     assert "temperature must be >= 0" in exported["answer"]["bad_temperature"]
+
+
+def test_bytes_that_are_not_utf8_are_replaced_before_the_model_sees_them(exported):
+    """The served text is valid UTF-8 (the loader decodes it strictly), the prompt's bad
+    bytes are U+FFFD, and the continuation is the in-process model's of that prompt."""
+    model, tokenizer = exported["model"], exported["tokenizer"]
+    served = exported["answer"]["not_utf8"]
+    for prompt, text in zip(["to \ufffdbe", "\ufffd"], served["text"]):
+        assert text == generate_text(model, tokenizer, prompt, NEW_TOKENS, temperature=0)
+    first, second = exported["answer"]["not_utf8_score"]["log_likelihood"]
+    assert first == pytest.approx(second)
+
+
+def test_wrong_ranks_and_empty_rows_fail_naming_the_input(exported):
+    answer = exported["answer"]
+    assert "Shape of tensor prompts [] is not compatible" in answer["rank_0_prompt"]
+    assert "Shape of tensor texts [] is not compatible" in answer["rank_0_text"]
+    assert "Shape of tensor token_ids [2] is not compatible" in answer["rank_1_token_ids"]
+    for key in ("empty_logits_row", "no_logits_column"):
+        assert "token_ids: every row needs at least one token id" in answer[key], key
 
 
 def test_saved_model_cli_lists_and_runs_the_signatures(exported, tmp_path):

@@ -31,6 +31,9 @@ def _started_as_the_command_line():
 
 
 if not _started_as_the_command_line():
+    from tfllm.startup_log import import_tensorflow as _import_tensorflow
+
+    _import_tensorflow()  # without its start-up lines if TF_CPP_MIN_LOG_LEVEL=3 asks so
     # The classes register themselves with Keras when their modules load; the learning
     # rate schedule is saved inside compiled models' optimizers.
     from tfllm.layers import *  # noqa: E402,F401,F403

@@ -15,3 +15,5 @@ GPT_POSITION_ENCODINGS = ("learned", "sinusoidal", "rotary")
 BERT_POSITION_ENCODINGS = ("learned", "rotary")
 #: How a BERT classifier pools the encoder's outputs.
 POOLINGS = ("cls", "mean")
+#: Seconds a multi-worker task waits for the others of its cluster (`--cluster-timeout`).
+DEFAULT_CLUSTER_TIMEOUT_SECONDS = 300

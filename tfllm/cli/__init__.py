@@ -17,15 +17,18 @@ settings), `commands.py` (what each command does). Nothing in it loads TensorFlo
 the options are checked.
 """
 
-import os
+import signal
 import sys
+import traceback
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
-
-from tfllm.cli import commands  # noqa: E402
-from tfllm.cli.parser import EXIT_USAGE, build_parser  # noqa: E402
+from tfllm.cli import commands, interrupts
+from tfllm.cli.parser import EXIT_USAGE, build_parser
+from tfllm.startup_log import quiet_tensorflow
 
 EXIT_FAILURE = 1
+#: Longest `error:` line printed for a failure from a library underneath (TensorFlow,
+#: Keras); `--verbose` shows all of it, with its traceback.
+MAX_ERROR_CHARACTERS = 600
 
 
 def main(argv=None):
@@ -35,18 +38,41 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    verbose = getattr(args, "verbose", False)
+    quiet_tensorflow(verbose=verbose)  # before TensorFlow loads
+    interrupts.install(lambda number: _interrupted_line(args.command, number))
     try:
         return {"train": commands.train, "generate": commands.generate,
                 "export": commands.export}[args.command](args)
-    except KeyboardInterrupt:
-        print("\nInterrupted; run the same command again to resume from the last checkpoint.",
-              file=sys.stderr)
-        return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        # Our errors name the problem; a traceback would only bury it.
-        message = str(error).strip() or type(error).__name__
-        print(f"error: {message}", file=sys.stderr)
+    except KeyboardInterrupt as interruption:
+        number = getattr(interruption, "signal_number", interrupts.SIGNALS[0])
+        print(file=sys.stdout, flush=True)  # ends a progress bar's line
+        interrupts.say(number)
+        return interrupts.exit_code(number)
+    except Exception as error:  # noqa: BLE001 (every failure ends in one line)
+        if verbose:
+            traceback.print_exc()
+        print(f"error: {_one_line(error)}", file=sys.stderr, flush=True)
         return EXIT_FAILURE
 
 
-__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "build_parser", "main"]
+def _interrupted_line(command, signal_number):
+    line = f"Interrupted ({signal.Signals(signal_number).name})"
+    if command == "train":
+        return line + "; run the same command again to resume from the last checkpoint."
+    return line + "."
+
+
+def _one_line(error):
+    """The error's message on one line; a failure of ours (ValueError, FileNotFoundError,
+    RuntimeError: they name the problem) whole, any other with its type's name, cut at
+    `MAX_ERROR_CHARACTERS`."""
+    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    if not isinstance(error, (ValueError, OSError, RuntimeError)):
+        message = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    if len(message) > MAX_ERROR_CHARACTERS:
+        message = message[:MAX_ERROR_CHARACTERS].rstrip() + " ... (--verbose shows all of it)"
+    return message or type(error).__name__
+
+
+__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "MAX_ERROR_CHARACTERS", "build_parser", "main"]

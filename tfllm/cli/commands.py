@@ -7,7 +7,9 @@ the library: the jobs of `tfllm.training`, `tfllm.generation`, `tfllm.export`.
 import os
 import sys
 
+from tfllm.cli import interrupts
 from tfllm.cli.options import resolve_model_kind, training_settings
+from tfllm.startup_log import import_tensorflow
 
 
 def train(args):
@@ -22,12 +24,15 @@ def train(args):
 
         RunDirectory(run_dir).lock(purpose="train")
 
+    import_tensorflow()
     from tfllm.training.strategy import resolve_strategy, use_logical_cpus
 
     # Devices first: nothing may touch TensorFlow's devices before this.
     if args.logical_cpus:
         use_logical_cpus(args.logical_cpus)
-    strategy = resolve_strategy(args.strategy, tpu=args.tpu)
+    strategy = resolve_strategy(args.strategy, tpu=args.tpu,
+                                cluster_timeout=args.cluster_timeout)
+    interrupts.install()  # a multi-worker strategy replaces the SIGTERM handler
 
     from tfllm.training import TrainingConfig
 
@@ -117,6 +122,7 @@ def generate(args):
     if not args.prompt:
         raise ValueError("--prompt must not be empty")
     run = RunDirectory(args.run_dir).require()  # (before TensorFlow loads)
+    import_tensorflow()
     from tfllm.generation import generate_text, stream_tokens
 
     model, tokenizer = run.load()
@@ -149,6 +155,7 @@ def export(args):
     from tfllm.runs import RunDirectory
 
     RunDirectory(args.run_dir).require()  # (before TensorFlow loads)
+    import_tensorflow()
     from tfllm.export import export_run
 
     name = args.name or Path(args.run_dir).resolve().name

@@ -44,7 +44,12 @@ _dropout = _argument_type(
 
 def build_parser():
     """The argument parser of `tfllm` (also used to document the options)."""
-    from tfllm.constants import GPT_POSITION_ENCODINGS, PRECISIONS, STRATEGY_NAMES
+    from tfllm.constants import (
+        DEFAULT_CLUSTER_TIMEOUT_SECONDS,
+        GPT_POSITION_ENCODINGS,
+        PRECISIONS,
+        STRATEGY_NAMES,
+    )
     from tfllm.presets import PRESETS
 
     sizes = sorted({size for kind in PRESETS.values() for size in kind})
@@ -124,6 +129,10 @@ def build_parser():
     where.add_argument("--tpu", help="TPU name or grpc:// address for --strategy tpu")
     where.add_argument("--logical-cpus", type=_positive_int,
                        help="split the CPU into N logical devices (replicas for mirrored)")
+    where.add_argument("--cluster-timeout", type=_positive_float, metavar="SECONDS",
+                       default=DEFAULT_CLUSTER_TIMEOUT_SECONDS,
+                       help="multi_worker: how long to wait for the other workers of "
+                            "TF_CONFIG to start; then one line names those that never came")
 
     run = train.add_argument_group("run")
     run.add_argument("--run-dir", help="run directory (default: runs/MODEL-SIZE)")
@@ -169,6 +178,9 @@ def build_parser():
                         help="version number (default: the next free one)")
     _add_sampling_options(export, max_new_tokens=100, temperature=0.0,
                           prefix="serving_default: ")
+    for command in (train, generate, export):
+        command.add_argument("--verbose", action="store_true",
+                             help="show TensorFlow's log, and the traceback of a failure")
     return parser
 
 

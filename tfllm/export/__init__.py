@@ -33,8 +33,14 @@ Edge cases, as the README documents them:
   served text equals the in-process text; `score` reads the first
   `max_length` tokens of each text;
 - impossible values (`max_new_tokens < 0`, `temperature < 0`, `top_k < 0`,
-  `top_p` outside (0, 1], token ids outside the vocabulary) fail the call
-  with an `InvalidArgumentError` that names the value.
+  `top_p` outside (0, 1], token ids outside the vocabulary, a `logits` row
+  without a token id other than 0) fail the call with an `InvalidArgumentError`
+  that names the value; so does an input of another rank than its signature's
+  (a single prompt not wrapped in a list: "Shape of tensor prompts [] is not
+  compatible with expected shape [?]"), which a loaded signature does not check;
+- bytes that are not UTF-8 in prompts and texts are replaced with U+FFFD
+  before the model sees them, so every output string is valid UTF-8 (a JSON
+  client can read it).
 
 The package's modules: `language_model.py` (`export_model` and its four signatures),
 `classifier.py` (`export_classifier`), `versions.py` (version numbers and the atomic write

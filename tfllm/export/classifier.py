@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from tfllm.export.language_model import valid_utf8
 from tfllm.export.versions import check_version, model_config_json, write_version
 
 
@@ -41,6 +42,7 @@ def export_classifier(model, tokenizer, directory, class_names, version=None):
     names = tf.constant(class_names)
 
     def classify(texts):
+        texts = valid_utf8(tf.ensure_shape(texts, [None]))
         has_words = tf.strings.length(tf.strings.strip(texts)) > 0
         check = tf.debugging.assert_equal(
             tf.reduce_all(has_words), True,

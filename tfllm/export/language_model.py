@@ -110,6 +110,10 @@ class _LanguageModelSignatures:
                              tf.constant(values["top_p"]), tf.constant(values["seed"]))
 
     def generate(self, prompts, max_new_tokens, temperature, top_k, top_p, seed):
+        prompts = valid_utf8(tf.ensure_shape(prompts, [None]))
+        max_new_tokens, temperature, top_k, top_p, seed = (
+            tf.ensure_shape(value, []) for value in (max_new_tokens, temperature, top_k, top_p,
+                                                     seed))
         checks = [
             tf.debugging.assert_greater_equal(
                 max_new_tokens, 0, message="max_new_tokens must be >= 0"),
@@ -142,7 +146,7 @@ class _LanguageModelSignatures:
         return _choose_rows(empty, filler, ids)
 
     def score(self, texts):
-        ids = self.tokenizer.tokenize(texts)
+        ids = self.tokenizer.tokenize(valid_utf8(tf.ensure_shape(texts, [None])))
         if self.capacity is not None:
             ids = ids[:, :self.capacity]
         lengths = tf.cast(ids.row_lengths(), tf.int32)
@@ -164,8 +168,13 @@ class _LanguageModelSignatures:
                 "perplexity": perplexity}
 
     def next_logits(self, token_ids):
+        token_ids = tf.ensure_shape(token_ids, [None, None])
         vocabulary_size = self.model.vocabulary_size
         checks = [
+            tf.debugging.assert_equal(
+                tf.reduce_all(tf.reduce_any(tf.not_equal(token_ids, self.pad), axis=1)), True,
+                message=f"token_ids: every row needs at least one token id other than the "
+                        f"padding id {self.pad} (an empty row has no next token)"),
             tf.debugging.assert_greater_equal(
                 token_ids, 0, message=f"token ids must lie in [0, {vocabulary_size})"),
             tf.debugging.assert_less(
@@ -181,6 +190,13 @@ class _LanguageModelSignatures:
         logits = self.model(token_ids, padding_mask=mask, training=False)
         last = tf.maximum(tf.reduce_sum(tf.cast(mask, tf.int32), axis=-1) - 1, 0)
         return {"logits": tf.gather(tf.cast(logits, tf.float32), last, batch_dims=1)}
+
+
+def valid_utf8(strings):
+    """`strings` with every invalid UTF-8 sequence replaced by U+FFFD, before the model
+    sees them: what a signature returns (the prompt among it) is always valid UTF-8."""
+    return tf.strings.unicode_transcode(strings, "UTF-8", "UTF-8", errors="replace",
+                                        replacement_char=0xFFFD)
 
 
 def _choose_rows(condition, if_true, if_false):

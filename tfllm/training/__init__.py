@@ -7,7 +7,8 @@
 - `classification`: fine-tuning BERT as a classifier, the genre job; `baselines`;
 - `callbacks`: TensorBoard curves and text samples; `hparams`: the HParams dashboard;
 - `resuming`: what a run continues from, checked before anything is overwritten;
-- `strategy`, `checkpoints`, `schedules`, `runs`.
+- `strategy`, `cluster` (the bounded wait for multi-worker peers), `checkpoints`,
+  `schedules`, `runs`.
 """
 
 from tfllm.training.callbacks import StopOnDivergence, TextSamples, TrainingSummaries
@@ -37,6 +38,7 @@ from tfllm.training.language_model import (
     train_and_evaluate,
 )
 from tfllm.presets import PRESETS, preset
+from tfllm.training.cluster import ClusterTimeoutError, wait_for_cluster
 from tfllm.training.runs import load_run, save_run
 from tfllm.training.schedules import WarmupCosineDecay
 from tfllm.training.strategy import (
@@ -55,6 +57,7 @@ __all__ = [
     "CheckpointDamagedError",
     "CheckpointError",
     "CheckpointEveryEpoch",
+    "ClusterTimeoutError",
     "FitOutcome",
     "HParamsSummary",
     "StopOnDivergence",
@@ -83,5 +86,6 @@ __all__ = [
     "save_run",
     "train_and_evaluate",
     "use_logical_cpus",
+    "wait_for_cluster",
     "with_data_sharding",
 ]

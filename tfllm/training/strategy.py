@@ -22,7 +22,14 @@ import os
 
 import tensorflow as tf
 
-from tfllm.constants import STRATEGY_NAMES
+from tfllm.constants import DEFAULT_CLUSTER_TIMEOUT_SECONDS, STRATEGY_NAMES
+from tfllm.training.cluster import (
+    ClusterTimeoutError,
+    coordinated_tasks,
+    coordination_settings,
+    tasks_named_in,
+    wait_for_cluster,
+)
 
 TF_CONFIG_EXAMPLE = (
     'TF_CONFIG=\'{"cluster": {"worker": ["10.0.0.1:12345", "10.0.0.2:12345"]}, '
@@ -33,7 +40,7 @@ TF_CONFIG_EXAMPLE = (
 _TPU_ENVIRONMENT_VARIABLES = ("TPU_NAME", "KUBE_GOOGLE_CLOUD_TPU_ENDPOINTS")
 
 
-def resolve_strategy(name="auto", tpu=None):
+def resolve_strategy(name="auto", tpu=None, cluster_timeout=DEFAULT_CLUSTER_TIMEOUT_SECONDS):
     """Returns the `tf.distribute.Strategy` called `name`.
 
     Args:
@@ -53,12 +60,17 @@ def resolve_strategy(name="auto", tpu=None):
         tpu: the TPU for `"tpu"` and `"auto"`: a name, a `grpc://host:port` address or
             `"local"` (a TPU VM). Defaults to `$TPU_NAME`, else `"local"` when this
             machine has TPU devices (`/dev/accel*`).
+        cluster_timeout: seconds a `"multi_worker"` task waits for the other chief and
+            worker tasks of `TF_CONFIG` to start (`tfllm.training.cluster`), and then
+            for TensorFlow's registration of them all (TensorFlow alone waits forever).
 
     Returns:
         A `tf.distribute.Strategy`.
 
     Raises:
         ValueError: for an unknown `name`, or a missing or malformed `TF_CONFIG`.
+        ClusterTimeoutError: (a RuntimeError) when some workers never came; it names
+            them with their addresses.
         RuntimeError: for `"tpu"` when no TPU is found, and for `"multi_worker"` or
             `"tpu"` when TensorFlow has already initialised its devices (create the
             strategy first thing in the program).
@@ -73,14 +85,14 @@ def resolve_strategy(name="auto", tpu=None):
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([device.name for device in devices])
     if name == "multi_worker":
-        return _multi_worker_strategy()
+        return _multi_worker_strategy(cluster_timeout)
     if name == "tpu":
         return _tpu_strategy(tpu)
     # auto
     if _tpu_address(tpu) is not None:
         return _tpu_strategy(tpu)
     if os.environ.get("TF_CONFIG"):
-        return _multi_worker_strategy()
+        return _multi_worker_strategy(cluster_timeout)
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy([device.name for device in gpus])
@@ -260,15 +272,43 @@ def _tf_config_error(problem):
     )
 
 
-def _multi_worker_strategy():
-    read_tf_config()
+def _multi_worker_strategy(cluster_timeout):
+    config = read_tf_config()
+    if config["task"]["type"] in ("chief", "worker") and len(coordinated_tasks(config)) > 1:
+        wait_for_cluster(config, cluster_timeout)
+        _bound_registration(config, cluster_timeout)
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()
+    except tf.errors.DeadlineExceededError as error:
+        # A peer answered `wait_for_cluster` but never registered with TensorFlow.
+        named = tasks_named_in(str(error), config) or [
+            task for task in coordinated_tasks(config)
+            if task[:2] != (config["task"]["type"], config["task"]["index"])]
+        raise ClusterTimeoutError(named, cluster_timeout) from None
     except RuntimeError as error:
         raise RuntimeError(
             "MultiWorkerMirroredStrategy must be created before TensorFlow initialises its "
             "devices: call resolve_strategy('multi_worker') at the start of the program."
         ) from error
+
+
+def _bound_registration(config, timeout):
+    """Configures TensorFlow's coordination service as `MultiWorkerMirroredStrategy` would,
+    with its registration bounded by `timeout` (the strategy keeps a configuration it
+    finds; there is no public API for it)."""
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.eager import context
+
+    if context.context().coordination_service is not None:
+        return  # the program configured it itself
+    settings = coordination_settings(config, timeout)
+    barrier = settings.pop("cluster_register_with_barrier")
+    settings["coordinated_jobs"] = [
+        coordination_config_pb2.CoordinatedJob(name=job, num_tasks=count)
+        for job, count in settings["coordinated_jobs"].items()]
+    context.context().configure_coordination_service(**settings)
+    # Without the barrier the leader registers at once and waits later, unbounded.
+    context.context().coordination_service.cluster_register_with_barrier = barrier
 
 
 def _tpu_address(tpu):
