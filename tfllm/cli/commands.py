@@ -1,4 +1,4 @@
-"""What `tfllm train`, `tfllm generate` and `tfllm export` do with their options.
+"""What `tfllm train`, `generate`, `export` and `convert` do with their options.
 
 Each command checks its options (and the run directory) before TensorFlow loads, then calls
 the library: the jobs of `tfllm.training`, `tfllm.generation`, `tfllm.export`.
@@ -157,3 +157,26 @@ def export(args):
     return 0
 
 
+def convert(args):
+    from pathlib import Path
+
+    from tfllm.convert import check_checkpoint_folder
+
+    folder = check_checkpoint_folder(args.source)  # (before TensorFlow loads)
+    run_dir = args.run_dir or os.path.join("runs", folder.path.resolve().name)
+    from tfllm.convert import convert_checkpoint
+
+    run, report = convert_checkpoint(folder.path, run_dir)
+    print(f"Converted {args.source} ({report['model_type']}, {report['parameters']:,} "
+          f"parameters) into {run.path}/.")
+    if report["model_type"] == "gpt2":
+        print(f"Generate with `tfllm generate {run.path}`; fine-tune with "
+              f"`tfllm train --init-from {run.path} --corpus FILE`.")
+    else:
+        lacking = [part for part in ("pooler", "masked_lm_head") if not report[part]]
+        if lacking:
+            print(f"The checkpoint has no {' and no '.join(lacking)}: "
+                  "those weights start fresh.")
+        print(f"Fine-tune a classifier with `tfllm train --model classifier --pretrained "
+              f"{Path(run.path)}`.")
+    return 0

@@ -169,6 +169,20 @@ def build_parser():
                         help="version number (default: the next free one)")
     _add_sampling_options(export, max_new_tokens=100, temperature=0.0,
                           prefix="serving_default: ")
+
+    convert = commands.add_parser(
+        "convert",
+        help="turn a Hugging Face GPT-2 or BERT folder into a run directory",
+        description=(
+            "Read a local folder as `save_pretrained` writes it (config.json, "
+            "model.safetensors and the tokenizer's files: vocab.json + merges.txt for GPT-2, "
+            "vocab.txt for BERT) and write a finished run directory that generate, export, "
+            "train --init-from (GPT-2) and train --pretrained (BERT) take. Nothing downloads."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    convert.add_argument("source", metavar="DIR", help="the Hugging Face checkpoint folder")
+    convert.add_argument("--run-dir", help="the new run directory (default: runs/DIR_NAME)")
     return parser
 
 
