@@ -6,6 +6,7 @@
 >>> train_data = language_model_dataset(train_ids, sequence_length=256, batch_size=64, seed=1)
 """
 
+from tfllm.data.byte_pair import BytePairTokenizer
 from tfllm.data.corpus import Corpus, CorpusError, Document, load_corpus
 from tfllm.data.datasets import (
     classification_dataset,
@@ -34,6 +35,7 @@ from tfllm.data.wordpiece import SPECIAL_TOKENS, WordPieceTokenizer
 __all__ = [
     "CLASS_NAMES",
     "COARSE_GENRES",
+    "BytePairTokenizer",
     "CharacterTokenizer",
     "SPECIAL_TOKENS",
     "STOP_WORDS",

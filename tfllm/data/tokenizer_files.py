@@ -4,12 +4,13 @@ import json
 import os
 from pathlib import Path
 
-from tfllm.data import tokenizers, wordpiece
+from tfllm.data import byte_pair, tokenizers, wordpiece
 
 #: Tokenizer classes by the `"format"` their files declare.
 TOKENIZER_FORMATS = {
     tokenizers.FILE_FORMAT: tokenizers.CharacterTokenizer,
     wordpiece.FILE_FORMAT: wordpiece.WordPieceTokenizer,
+    byte_pair.FILE_FORMAT: byte_pair.BytePairTokenizer,
 }
 
 
