@@ -11,7 +11,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 GPT2_TEXT_WORDS = ["the", "king", "queen", "to", "be", "or", "not", "he", "she", "is"]
-BERT_WORDS = ["the", "king", "queen", "to", "be", "or", "not", "is", "a", "play", "##s",
+BERT_WORDS = ["the", "king", "queen", "to", "be", "or", "not", "is", "play", "##s",
               "##ing", "##ed", "good", "night", "sweet", "prince", ",", ".", "!", "?", "'"]
 
 
@@ -90,9 +90,10 @@ def write_gpt2_folder(path, seed=0, num_layers=2, num_heads=2, hidden_dim=16, ma
 
 def bert_vocabulary():
     """A vocab.txt's pieces with the special tokens where BERT's are not at 0-4."""
-    return (["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-            + list("abcdefghijklmnopqrstuvwxyz") + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"]
-            + BERT_WORDS)
+    pieces = (["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+              + list("abcdefghijklmnopqrstuvwxyz")
+              + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"] + BERT_WORDS)
+    return list(dict.fromkeys(pieces))
 
 
 def write_bert_folder(path, seed=0, num_layers=2, num_heads=2, hidden_dim=16, max_length=32,
