@@ -6,6 +6,7 @@ import json
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from safetensors.numpy import load_file, save_file
 
 from tests.convert.checkpoints import write_gpt2_folder
@@ -113,3 +114,31 @@ def test_bad_folders_are_named(tmp_path, change, error, words):
     for word in words:
         assert word in str(raised.value)
     assert not (tmp_path / "run" / "model.keras").exists()
+
+
+
+def log_prob_sum(logits, ids):
+    """Sum over t >= 1 of log p(ids[t] | ids[:t]) from `[T, V]` logits, in NumPy."""
+    logits = logits.astype(np.float64)
+    top = logits.max(-1, keepdims=True)
+    log_probs = logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
+    return float(sum(log_probs[t - 1, ids[t]] for t in range(1, len(ids))))
+
+
+def test_score_is_the_log_probability_transformers_gives(converted):
+    # The export's `score` function itself, in process (test_convert_cli.py loads a real
+    # export of a converted run in a fresh process).
+    from tfllm.export.language_model import _LanguageModelSignatures
+
+    run = converted["run"]
+    model, tokenizer = run.load()
+    signatures = _LanguageModelSignatures(model, tokenizer, {}, "\n")
+    scored = signatures.score(tf.constant(TEXTS))
+    theirs = converted["theirs"]
+    for index, ids in enumerate(theirs.preprocessor.tokenizer(TEXTS)):
+        ids = np.asarray(ids).astype("int32")
+        logits = np.asarray(theirs({"token_ids": ids[None],
+                                    "padding_mask": np.ones((1, len(ids)), bool)}))[0]
+        assert int(scored["num_tokens_scored"][index]) == len(ids) - 1
+        np.testing.assert_allclose(float(scored["log_likelihood"][index]),
+                                   log_prob_sum(logits, ids), rtol=1e-5, atol=1e-4)
