@@ -29,7 +29,8 @@ from tfllm.data.shakespeare import clean_play_markdown, load_shakespeare
 from tfllm.data.text import STOP_WORDS, normalize_text
 from tfllm.data.text_files import load_text_files
 from tfllm.data.tokenizers import CharacterTokenizer
-from tfllm.data.tokenizer_files import load_tokenizer
+from tfllm.data.sentence_piece import SentencePieceTokenizer
+from tfllm.data.tokenizer_files import build_tokenizer, load_tokenizer, tokenizer_kind
 from tfllm.data.wordpiece import SPECIAL_TOKENS, WordPieceTokenizer
 
 __all__ = [
@@ -39,10 +40,12 @@ __all__ = [
     "CharacterTokenizer",
     "SPECIAL_TOKENS",
     "STOP_WORDS",
+    "SentencePieceTokenizer",
     "WordPieceTokenizer",
     "Corpus",
     "CorpusError",
     "Document",
+    "build_tokenizer",
     "bundled_genre_split",
     "class_balance",
     "classification_dataset",
@@ -60,4 +63,5 @@ __all__ = [
     "masked_lm_dataset",
     "normalize_text",
     "split_by_genre",
+    "tokenizer_kind",
 ]
