@@ -30,7 +30,12 @@ from tfllm.data.text import STOP_WORDS, normalize_text
 from tfllm.data.text_files import load_text_files
 from tfllm.data.tokenizers import CharacterTokenizer
 from tfllm.data.sentence_piece import SentencePieceTokenizer
-from tfllm.data.tokenizer_files import build_tokenizer, load_tokenizer, tokenizer_kind
+from tfllm.data.tokenizer_files import (
+    build_tokenizer,
+    load_tokenizer,
+    stream_text,
+    tokenizer_kind,
+)
 from tfllm.data.wordpiece import SPECIAL_TOKENS, WordPieceTokenizer
 
 __all__ = [
@@ -63,5 +68,6 @@ __all__ = [
     "masked_lm_dataset",
     "normalize_text",
     "split_by_genre",
+    "stream_text",
     "tokenizer_kind",
 ]

@@ -66,6 +66,34 @@ def tokenizer_kind(tokenizer):
     return kinds.get(type(tokenizer), type(tokenizer).__name__)
 
 
+def stream_text(tokenizer, token_ids):
+    """The text of a stream of token ids, piece by piece, as soon as it is complete.
+
+    Decoding each id alone would cut a character that spans several byte-level tokens into
+    U+FFFD halves (and lose WordPiece's spacing); here the ids so far are decoded together
+    and only new text that does not end in a partial character is given out.
+
+    Args:
+        tokenizer: any tfllm tokenizer (`decode_ids`).
+        token_ids: an iterable of ints (for example `tfllm.generation.stream_tokens`).
+
+    Yields:
+        Strings whose concatenation is `tokenizer.decode_ids(all ids)`.
+    """
+    ids, shown = [], ""
+    for token in token_ids:
+        ids.append(int(token))
+        text = tokenizer.decode_ids(ids)
+        if text.endswith("\ufffd") or not text.startswith(shown):
+            continue
+        if len(text) > len(shown):
+            yield text[len(shown):]
+            shown = text
+    text = tokenizer.decode_ids(ids) if ids else ""
+    if len(text) > len(shown) and text.startswith(shown):
+        yield text[len(shown):]
+
+
 def load_tokenizer(path: str | os.PathLike):
     """Loads the tokenizer a file holds, whichever kind it is (see `TOKENIZER_FORMATS`).
 
