@@ -7,13 +7,14 @@ the library: the jobs of `tfllm.training`, `tfllm.generation`, `tfllm.export`.
 import os
 import sys
 
-from tfllm.cli.options import resolve_model_kind, training_settings
+from tfllm.cli.options import resolve_model_kind, tokenizer_settings, training_settings
 
 
 def train(args):
     # The options first, without TensorFlow: a mistake is named in a moment.
     resolve_model_kind(args)
     model_settings, training = training_settings(args)
+    args.tokenizer, args.vocabulary_size = tokenizer_settings(args)
 
     from tfllm.training.strategy import resolve_strategy, use_logical_cpus
 
@@ -50,7 +51,8 @@ def _pretrain_bert(args, model_settings, config, run_dir, strategy):
     corpus = (bundled_genre_split() if args.corpus == "shakespeare"
               else load_corpus(args.corpus))
     print(corpus.describe())
-    pretraining_job(corpus, preset("bert", args.size)["tokenizer"]["vocabulary_size"],
+    pretraining_job(corpus, args.vocabulary_size
+                    or preset("bert", args.size)["tokenizer"]["vocabulary_size"],
                     model_settings, config, run_dir, strategy=strategy,
                     resume=args.resume, verbose=0 if args.quiet else 1)
 
@@ -68,7 +70,7 @@ def _train_classifier(args, model_settings, config, run_dir, strategy):
 
 
 def _train_language_model(args, model_settings, config, run_dir, strategy):
-    from tfllm.data import CharacterTokenizer, load_corpus
+    from tfllm.data import build_tokenizer, load_corpus
     from tfllm.models import build_model
     from tfllm.training.language_model import train_and_evaluate
 
@@ -78,7 +80,9 @@ def _train_language_model(args, model_settings, config, run_dir, strategy):
     if args.init_from:
         create_model, tokenizer, run_config = _fine_tuning_start(args, corpus)
     else:
-        tokenizer = CharacterTokenizer.from_texts(corpus.texts("train"))
+        tokenizer = build_tokenizer(args.tokenizer, corpus.texts("train"), args.vocabulary_size)
+        print(f"Tokenizer: {args.tokenizer}, {tokenizer.vocabulary_size:,} ids, learned from "
+              "the training split.")
 
         def create_model():
             return build_model(args.model, tokenizer.vocabulary_size, **model_settings)
@@ -94,7 +98,10 @@ def _fine_tuning_start(args, corpus):
     from tfllm.training.runs import fine_tuning_start
 
     create_model, tokenizer, _ = fine_tuning_start(args.init_from, args.lora_rank)
-    unknown = set("".join(corpus.texts("train"))) - set(tokenizer.vocabulary)
+    from tfllm.data import CharacterTokenizer
+
+    unknown = (set("".join(corpus.texts("train"))) - set(tokenizer.vocabulary)
+               if isinstance(tokenizer, CharacterTokenizer) else ())
     if unknown:
         print(f"{len(unknown)} characters of the corpus are not in the vocabulary of "
               f"{args.init_from}; they read as the unknown token.")
@@ -110,6 +117,7 @@ def generate(args):
     if not args.prompt:
         raise ValueError("--prompt must not be empty")
     run = RunDirectory(args.run_dir).require()  # (before TensorFlow loads)
+    from tfllm.data import stream_text
     from tfllm.generation import generate_text, stream_tokens
 
     model, tokenizer = run.load()
@@ -123,9 +131,10 @@ def generate(args):
             raise ValueError("--stream cannot show a beam search; drop one of them")
         sys.stdout.write(args.prompt)
         sys.stdout.flush()
-        for token in stream_tokens(model, tokenizer.encode_text(args.prompt).tolist(),
-                                   args.max_new_tokens, **options):
-            sys.stdout.write(tokenizer.decode_ids([token]))
+        tokens = stream_tokens(model, tokenizer.encode_text(args.prompt).tolist(),
+                               args.max_new_tokens, **options)
+        for piece in stream_text(tokenizer, tokens):
+            sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
         return 0

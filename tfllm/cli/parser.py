@@ -44,7 +44,8 @@ _dropout = _argument_type(
 
 def build_parser():
     """The argument parser of `tfllm` (also used to document the options)."""
-    from tfllm.constants import GPT_POSITION_ENCODINGS, PRECISIONS, STRATEGY_NAMES
+    from tfllm.constants import (DEFAULT_SUBWORD_VOCABULARY_SIZE, GPT_POSITION_ENCODINGS,
+                                 PRECISIONS, STRATEGY_NAMES, TOKENIZERS)
     from tfllm.presets import PRESETS
 
     sizes = sorted({size for kind in PRESETS.values() for size in kind})
@@ -87,6 +88,14 @@ def build_parser():
                       help="'shakespeare' (the bundled plays) or a .txt file, folder or glob "
                            "(bert: the bundled plays are split by genre; classifier: the "
                            "bundled plays only)")
+    data.add_argument("--tokenizer", choices=TOKENIZERS,
+                      help="gpt / lstm: characters (default), GPT-2's byte-level BPE, "
+                           "SentencePiece or WordPiece, learned from the training split; "
+                           "bert: wordpiece only")
+    data.add_argument("--vocabulary-size", type=_positive_int,
+                      help="ids of the tokenizer, special ones included (default: "
+                           f"{DEFAULT_SUBWORD_VOCABULARY_SIZE} for a subword tokenizer, every "
+                           "character for char, the preset's for bert)")
     data.add_argument("--pretrained",
                       help="classifier: the bert pre-training run to start from "
                            "(default: runs/bert-SIZE)")

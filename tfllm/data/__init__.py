@@ -29,7 +29,13 @@ from tfllm.data.shakespeare import clean_play_markdown, load_shakespeare
 from tfllm.data.text import STOP_WORDS, normalize_text
 from tfllm.data.text_files import load_text_files
 from tfllm.data.tokenizers import CharacterTokenizer
-from tfllm.data.tokenizer_files import load_tokenizer
+from tfllm.data.sentence_piece import SentencePieceTokenizer
+from tfllm.data.tokenizer_files import (
+    build_tokenizer,
+    load_tokenizer,
+    stream_text,
+    tokenizer_kind,
+)
 from tfllm.data.wordpiece import SPECIAL_TOKENS, WordPieceTokenizer
 
 __all__ = [
@@ -39,10 +45,12 @@ __all__ = [
     "CharacterTokenizer",
     "SPECIAL_TOKENS",
     "STOP_WORDS",
+    "SentencePieceTokenizer",
     "WordPieceTokenizer",
     "Corpus",
     "CorpusError",
     "Document",
+    "build_tokenizer",
     "bundled_genre_split",
     "class_balance",
     "classification_dataset",
@@ -60,4 +68,6 @@ __all__ = [
     "masked_lm_dataset",
     "normalize_text",
     "split_by_genre",
+    "stream_text",
+    "tokenizer_kind",
 ]

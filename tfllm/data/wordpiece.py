@@ -233,6 +233,30 @@ class WordPieceTokenizer(keras.layers.Layer):
     def call(self, inputs):
         return self.tokenize(inputs)
 
+    @property
+    def lookup_tables(self) -> list:
+        """None: the word pieces are a constant of the graph, not a table."""
+        return []
+
+    def encode_text(self, text: str) -> np.ndarray:
+        """`[N]` int32 ids of `text` (a language model's stream; no special tokens).
+
+        WordPiece splits at whitespace, so the text goes through line by line."""
+        if not isinstance(text, str):
+            raise ValueError(f"`text` must be a str; got {type(text).__name__}")
+        lines = text.splitlines() or [""]
+        return self.tokenize(tf.constant(lines)).flat_values.numpy().astype(np.int32)
+
+    def decode_ids(self, ids) -> str:
+        """Text of `[T]` ids (pieces joined, words separated by spaces)."""
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(
+                f"`ids` must be a 1-D integer array; got {ids.dtype} of shape {ids.shape}")
+        ids = np.where((ids >= 0) & (ids < self.vocabulary_size), ids, self.unknown_id)
+        text = self.detokenize(tf.constant(ids[None].astype(np.int32)))[0]
+        return text.numpy().decode("utf-8", "replace")
+
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(vocabulary=self.vocabulary, lowercase=self.lowercase,
