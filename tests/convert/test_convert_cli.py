@@ -115,3 +115,17 @@ def test_convert_generate_fine_tune_with_lora_and_serve(tmp_path, capsys):
         logits = np.asarray(model(ids[None].astype("int32")))[0]
         np.testing.assert_allclose(served["log_likelihood"][index], log_prob_sum(logits, ids),
                                    rtol=1e-5, atol=1e-4)
+
+
+def test_a_folder_that_is_no_checkpoint_is_named_before_tensorflow_loads(tmp_path):
+    (tmp_path / "notes").mkdir()
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "tfllm.cli", "convert",
+                             str(tmp_path / "notes")], capture_output=True, text=True,
+                            timeout=120, env=environment, cwd=tmp_path)
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("import time")]
+    assert result.returncode == 1 and len(errors) == 1
+    assert errors[0].startswith("error: ") and "config.json" in errors[0]
+    imported = [line.split("|")[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time")]
+    assert "tensorflow" not in imported and "tfllm.convert" in imported

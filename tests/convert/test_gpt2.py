@@ -116,7 +116,6 @@ def test_bad_folders_are_named(tmp_path, change, error, words):
     assert not (tmp_path / "run" / "model.keras").exists()
 
 
-
 def log_prob_sum(logits, ids):
     """Sum over t >= 1 of log p(ids[t] | ids[:t]) from `[T, V]` logits, in NumPy."""
     logits = logits.astype(np.float64)

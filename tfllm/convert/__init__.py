@@ -17,7 +17,6 @@ classifier) take the run as they take a trained one, and
 """
 
 import os
-from pathlib import Path
 
 from tfllm.convert.checkpoint_folder import CheckpointFolder
 
