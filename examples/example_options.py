@@ -31,6 +31,12 @@ def add_language_model_options(parser):
                         help="override the number of layers (Transformer blocks or LSTMs)")
     parser.add_argument("--width", type=int, help="override the model width (hidden_dim)")
     parser.add_argument("--prompt", default="ROMEO:\n", help="text the sample starts from")
+    parser.add_argument("--tokenizer", default="char",
+                        choices=["char", "bpe", "sentencepiece", "wordpiece"],
+                        help="characters, or subwords learned from the training split")
+    parser.add_argument("--vocabulary-size", type=int,
+                        help="ids of the tokenizer (default: 1024 for subwords, every "
+                             "character for char)")
     return parser
 
 

@@ -3,9 +3,11 @@
     python examples/train_gpt.py --quick          # a few minutes on 2 CPU cores
     python examples/train_gpt.py                  # the default run (~10-15 minutes)
     python examples/train_gpt.py --corpus my_texts/   # your own .txt files
+    python examples/train_gpt.py --quick --tokenizer bpe --vocabulary-size 1024
 
 Held-out loss is measured on whole plays the model never saw (the corpus is
-split by play), in nats per character. The run directory (default
+split by play), in nats per token and in bits per character (comparable across
+tokenizers). The run directory (default
 `runs/gpt-quick` or `runs/gpt-default`) gets checkpoints and TensorBoard logs;
 running the same command again resumes an interrupted run. This is what
 `tfllm train --model gpt` does, spelled out with the library's calls
@@ -19,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no start-up chatter (see t
 
 from example_options import add_language_model_options, parser_for, settings_for  # noqa: E402
 
-from tfllm.data import CharacterTokenizer, CorpusError, load_corpus  # noqa: E402
+from tfllm.data import CorpusError, build_tokenizer, load_corpus  # noqa: E402
 from tfllm.models import build_model  # noqa: E402
 from tfllm.training import (  # noqa: E402
     CheckpointError,
@@ -46,7 +48,8 @@ def main(kind="gpt", description=__doc__.splitlines()[0]):
     try:
         corpus = load_corpus(args.corpus)
         print(corpus.describe())
-        tokenizer = CharacterTokenizer.from_texts(corpus.texts("train"))
+        vocabulary_size = args.vocabulary_size or (None if args.tokenizer == "char" else 1024)
+        tokenizer = build_tokenizer(args.tokenizer, corpus.texts("train"), vocabulary_size)
         train_and_evaluate(
             # A function, so that the model is created in the strategy's scope.
             lambda: build_model(kind, tokenizer.vocabulary_size, **settings["model"]),
@@ -63,7 +66,7 @@ def main(kind="gpt", description=__doc__.splitlines()[0]):
             path = export_run(run_directory, args.export)
             print(f"Exported the model for serving to {path}/ "
                   f"(inspect it: saved_model_cli show --dir {path} --all).")
-    except (CorpusError, CheckpointError) as error:
+    except (ValueError, CheckpointError) as error:  # CorpusError is a ValueError
         sys.exit(f"error: {error}")
 
 

@@ -17,3 +17,11 @@ BERT_POSITION_ENCODINGS = ("learned", "rotary")
 POOLINGS = ("cls", "mean")
 #: Seconds a multi-worker task waits for the others of its cluster (`--cluster-timeout`).
 DEFAULT_CLUSTER_TIMEOUT_SECONDS = 300
+#: Tokenizers a language model can train with (`--tokenizer`): characters, GPT-2's byte-level
+#: BPE, SentencePiece, WordPiece.
+TOKENIZERS = ("char", "bpe", "sentencepiece", "wordpiece")
+#: The smallest `--vocabulary-size` of each tokenizer: its special tokens (and for the
+#: byte-level ones the 256 bytes) plus one learned token.
+MINIMUM_VOCABULARY_SIZES = {"char": 3, "bpe": 258, "sentencepiece": 259, "wordpiece": 6}
+#: `--vocabulary-size` of a subword tokenizer when none is given.
+DEFAULT_SUBWORD_VOCABULARY_SIZE = 1024

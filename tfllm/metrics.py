@@ -1,10 +1,40 @@
 """Metrics: perplexity of language models; accuracy, F1 and confusion matrices of classifiers."""
 
+import math
 import numbers
 
 import keras
 import numpy as np
 from keras import ops
+
+
+def bits_per_character(nats_per_token, num_tokens, num_characters):
+    """A language model's loss per character in bits, comparable across tokenizers.
+
+    `nats_per_token × num_tokens / num_characters / ln 2`: the mean loss per token turned into
+    the text's total information, spread over its characters. For a character tokenizer
+    (one token per character) it is `nats_per_token / ln 2`.
+
+    Args:
+        nats_per_token: mean cross-entropy per token (a held-out loss), in nats.
+        num_tokens: the tokens of the text the loss was measured on.
+        num_characters: its characters (Unicode code points).
+
+    Returns:
+        float bits per character.
+
+    Example:
+
+    >>> bits_per_character(1.5, num_tokens=400, num_characters=1000)  # 1.5 * 0.4 / ln 2
+    0.8656170245333781
+    """
+    if isinstance(num_characters, bool) or not isinstance(num_characters, numbers.Integral) \
+            or num_characters <= 0:
+        raise ValueError(f"`num_characters` must be a positive integer; got {num_characters!r}")
+    if isinstance(num_tokens, bool) or not isinstance(num_tokens, numbers.Integral) \
+            or num_tokens < 0:
+        raise ValueError(f"`num_tokens` must be an integer >= 0; got {num_tokens!r}")
+    return float(nats_per_token) * int(num_tokens) / int(num_characters) / math.log(2)
 
 
 @keras.saving.register_keras_serializable(package="tfllm")

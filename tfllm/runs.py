@@ -5,7 +5,8 @@ runs/NAME/
   config.json        how the run was made: "model_class", "model" (its config),
                      "training" (the TrainingConfig), and what the job adds ("job",
                      "class_names", "pretrained", "init_from", ...)
-  tokenizer.json     the tokenizer (characters or word pieces)
+  tokenizer.json     the tokenizer, any kind in one file ("format" says which: characters,
+                     byte-level BPE vocabulary + merges, SentencePiece proto, word pieces)
   checkpoints/       step-NNNNNNNN/ folders that training resumes from
   logs/              TensorBoard logs (train/, validation/, samples/, evaluation/, hparams)
   history.csv        per-epoch losses (appended to when a run resumes)
@@ -235,7 +236,8 @@ class RunDirectory:
 
     # tokenizer.json.
     def tokenizer(self):
-        """The run's tokenizer (character or WordPiece, whichever the file holds)."""
+        """The run's tokenizer (character, BPE, SentencePiece or WordPiece: whichever the
+        file holds)."""
         self._require_tokenizer()
         from tfllm.data.tokenizer_files import load_tokenizer
 

@@ -75,7 +75,7 @@ def test_a_vocabulary_no_larger_than_the_special_tokens_is_refused():
         WordPieceTokenizer.from_texts([TEXT], vocabulary_size=5)
     with pytest.raises(ValueError, match="texts are empty"):
         WordPieceTokenizer.from_texts(["", "  "], vocabulary_size=100)
-    with pytest.raises(ValueError, match="must start with the special tokens"):
+    with pytest.raises(ValueError, match="must hold the special tokens"):
         WordPieceTokenizer(["a", "b"])
 
 

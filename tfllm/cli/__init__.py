@@ -1,4 +1,4 @@
-"""The `tfllm` command line: `tfllm train`, `tfllm generate` and `tfllm export`.
+"""The `tfllm` command line: `tfllm train`, `generate`, `export` and `convert`.
 
     tfllm train --model gpt --size quick                 # runs/gpt-quick/
     tfllm train --model lstm --corpus my_texts/ --steps 500 --run-dir runs/mine
@@ -7,6 +7,7 @@
     tfllm train --init-from runs/gpt-quick --lora-rank 8 --corpus my.txt   # LoRA fine-tuning
     tfllm generate runs/gpt-quick --prompt "ROMEO:" --max-new-tokens 300 --stream
     tfllm export runs/gpt-quick                          # saved_models/gpt-quick/1/
+    tfllm convert my-gpt2-folder --run-dir runs/gpt2     # a Hugging Face checkpoint
 
 Running the same `tfllm train` command again resumes an interrupted run
 from its last checkpoint. Bad options and impossible values end the program
@@ -43,7 +44,7 @@ def main(argv=None):
     interrupts.install(lambda number: _interrupted_line(args.command, number))
     try:
         return {"train": commands.train, "generate": commands.generate,
-                "export": commands.export}[args.command](args)
+                "export": commands.export, "convert": commands.convert}[args.command](args)
     except KeyboardInterrupt as interruption:
         number = getattr(interruption, "signal_number", interrupts.SIGNALS[0])
         print(file=sys.stdout, flush=True)  # ends a progress bar's line

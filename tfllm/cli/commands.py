@@ -1,4 +1,4 @@
-"""What `tfllm train`, `tfllm generate` and `tfllm export` do with their options.
+"""What `tfllm train`, `generate`, `export` and `convert` do with their options.
 
 Each command checks its options (and the run directory) before TensorFlow loads, then calls
 the library: the jobs of `tfllm.training`, `tfllm.generation`, `tfllm.export`.
@@ -8,7 +8,7 @@ import os
 import sys
 
 from tfllm.cli import interrupts
-from tfllm.cli.options import resolve_model_kind, training_settings
+from tfllm.cli.options import resolve_model_kind, tokenizer_settings, training_settings
 from tfllm.startup_log import import_tensorflow
 
 
@@ -16,6 +16,7 @@ def train(args):
     # The options first, without TensorFlow: a mistake is named in a moment.
     resolve_model_kind(args)
     model_settings, training = training_settings(args)
+    args.tokenizer, args.vocabulary_size = tokenizer_settings(args)
     run_dir = _run_directory(args)
     if args.strategy != "multi_worker" and not os.environ.get("TF_CONFIG"):
         # Held until the process ends: a second trainer of this run is refused at once.
@@ -62,7 +63,8 @@ def _pretrain_bert(args, model_settings, config, run_dir, strategy):
     corpus = (bundled_genre_split() if args.corpus == "shakespeare"
               else load_corpus(args.corpus))
     print(corpus.describe())
-    pretraining_job(corpus, preset("bert", args.size)["tokenizer"]["vocabulary_size"],
+    pretraining_job(corpus, args.vocabulary_size
+                    or preset("bert", args.size)["tokenizer"]["vocabulary_size"],
                     model_settings, config, run_dir, strategy=strategy,
                     resume=args.resume, verbose=0 if args.quiet else 1)
 
@@ -80,7 +82,7 @@ def _train_classifier(args, model_settings, config, run_dir, strategy):
 
 
 def _train_language_model(args, model_settings, config, run_dir, strategy):
-    from tfllm.data import CharacterTokenizer, load_corpus
+    from tfllm.data import build_tokenizer, load_corpus
     from tfllm.models import build_model
     from tfllm.training.language_model import train_and_evaluate
 
@@ -90,7 +92,9 @@ def _train_language_model(args, model_settings, config, run_dir, strategy):
     if args.init_from:
         create_model, tokenizer, run_config = _fine_tuning_start(args, corpus)
     else:
-        tokenizer = CharacterTokenizer.from_texts(corpus.texts("train"))
+        tokenizer = build_tokenizer(args.tokenizer, corpus.texts("train"), args.vocabulary_size)
+        print(f"Tokenizer: {args.tokenizer}, {tokenizer.vocabulary_size:,} ids, learned from "
+              "the training split.")
 
         def create_model():
             return build_model(args.model, tokenizer.vocabulary_size, **model_settings)
@@ -106,7 +110,10 @@ def _fine_tuning_start(args, corpus):
     from tfllm.training.runs import fine_tuning_start
 
     create_model, tokenizer, _ = fine_tuning_start(args.init_from, args.lora_rank)
-    unknown = set("".join(corpus.texts("train"))) - set(tokenizer.vocabulary)
+    from tfllm.data import CharacterTokenizer
+
+    unknown = (set("".join(corpus.texts("train"))) - set(tokenizer.vocabulary)
+               if isinstance(tokenizer, CharacterTokenizer) else ())
     if unknown:
         print(f"{len(unknown)} characters of the corpus are not in the vocabulary of "
               f"{args.init_from}; they read as the unknown token.")
@@ -123,6 +130,7 @@ def generate(args):
         raise ValueError("--prompt must not be empty")
     run = RunDirectory(args.run_dir).require()  # (before TensorFlow loads)
     import_tensorflow()
+    from tfllm.data import stream_text
     from tfllm.generation import generate_text, stream_tokens
 
     model, tokenizer = run.load()
@@ -136,9 +144,10 @@ def generate(args):
             raise ValueError("--stream cannot show a beam search; drop one of them")
         sys.stdout.write(args.prompt)
         sys.stdout.flush()
-        for token in stream_tokens(model, tokenizer.encode_text(args.prompt).tolist(),
-                                   args.max_new_tokens, **options):
-            sys.stdout.write(tokenizer.decode_ids([token]))
+        tokens = stream_tokens(model, tokenizer.encode_text(args.prompt).tolist(),
+                               args.max_new_tokens, **options)
+        for piece in stream_text(tokenizer, tokens):
+            sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
         return 0
@@ -168,4 +177,33 @@ def export(args):
     if "tensorflow_text" in metadata.get("requires", []):
         print("Load it after `import tensorflow_text` (its tokenizer uses TensorFlow Text ops).")
     print(f"Inspect it with: saved_model_cli show --dir {path} --all")
+    return 0
+
+
+def convert(args):
+    from pathlib import Path
+
+    from tfllm.convert import check_checkpoint_folder
+
+    from tfllm.runs import RunDirectory
+
+    folder = check_checkpoint_folder(args.source)  # (before TensorFlow loads)
+    run_dir = args.run_dir or os.path.join("runs", folder.path.resolve().name)
+    RunDirectory(run_dir).lock(purpose="convert")  # held until the process ends
+    import_tensorflow()
+    from tfllm.convert import convert_checkpoint
+
+    run, report = convert_checkpoint(folder.path, run_dir)
+    print(f"Converted {args.source} ({report['model_type']}, {report['parameters']:,} "
+          f"parameters) into {run.path}/.")
+    if report["model_type"] == "gpt2":
+        print(f"Generate with `tfllm generate {run.path}`; fine-tune with "
+              f"`tfllm train --init-from {run.path} --corpus FILE`.")
+    else:
+        lacking = [part for part in ("pooler", "masked_lm_head") if not report[part]]
+        if lacking:
+            print(f"The checkpoint has no {' and no '.join(lacking)}: "
+                  "those weights start fresh.")
+        print(f"Fine-tune a classifier with `tfllm train --model classifier --pretrained "
+              f"{Path(run.path)}`.")
     return 0

@@ -83,3 +83,34 @@ def training_settings(args):
         model_settings["max_length"] = max(model_settings["max_length"],
                                            training["sequence_length"])
     return model_settings, training
+
+
+def tokenizer_settings(args):
+    """`(tokenizer kind, vocabulary size or None)` from `--tokenizer` / `--vocabulary-size`.
+
+    gpt / lstm: `char` unless told, a subword vocabulary of
+    `DEFAULT_SUBWORD_VOCABULARY_SIZE` unless told; bert: WordPiece of the preset's size
+    unless told; a classifier and `--init-from` take the tokenizer of the run they start from.
+    """
+    from tfllm.constants import (DEFAULT_SUBWORD_VOCABULARY_SIZE, MINIMUM_VOCABULARY_SIZES)
+
+    kind, size = args.tokenizer, args.vocabulary_size
+    given = [option for option, value in (("--tokenizer", kind), ("--vocabulary-size", size))
+             if value is not None]
+    if given and (args.model == "classifier" or args.init_from):
+        source = "--pretrained" if args.model == "classifier" else "--init-from"
+        raise ValueError(f"{' and '.join(given)} does not apply here: the tokenizer comes "
+                         f"from the {source} run")
+    if args.model == "bert":
+        if kind not in (None, "wordpiece"):
+            raise ValueError(f"--tokenizer {kind} does not apply to --model bert: its masked "
+                             "language model reads WordPiece ids (--tokenizer wordpiece)")
+        kind = "wordpiece"
+    kind = kind or "char"
+    if size is None and kind != "char" and args.model != "bert":
+        size = DEFAULT_SUBWORD_VOCABULARY_SIZE
+    minimum = MINIMUM_VOCABULARY_SIZES[kind]
+    if size is not None and size < minimum:
+        raise ValueError(f"--vocabulary-size {size} is below the {minimum} ids a {kind} "
+                         "tokenizer needs (its special tokens and at least one learned token)")
+    return kind, size

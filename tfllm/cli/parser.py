@@ -46,9 +46,11 @@ def build_parser():
     """The argument parser of `tfllm` (also used to document the options)."""
     from tfllm.constants import (
         DEFAULT_CLUSTER_TIMEOUT_SECONDS,
+        DEFAULT_SUBWORD_VOCABULARY_SIZE,
         GPT_POSITION_ENCODINGS,
         PRECISIONS,
         STRATEGY_NAMES,
+        TOKENIZERS,
     )
     from tfllm.presets import PRESETS
 
@@ -92,6 +94,14 @@ def build_parser():
                       help="'shakespeare' (the bundled plays) or a .txt file, folder or glob "
                            "(bert: the bundled plays are split by genre; classifier: the "
                            "bundled plays only)")
+    data.add_argument("--tokenizer", choices=TOKENIZERS,
+                      help="gpt / lstm: characters (default), GPT-2's byte-level BPE, "
+                           "SentencePiece or WordPiece, learned from the training split; "
+                           "bert: wordpiece only")
+    data.add_argument("--vocabulary-size", type=_positive_int,
+                      help="ids of the tokenizer, special ones included (default: "
+                           f"{DEFAULT_SUBWORD_VOCABULARY_SIZE} for a subword tokenizer, every "
+                           "character for char, the preset's for bert)")
     data.add_argument("--pretrained",
                       help="classifier: the bert pre-training run to start from "
                            "(default: runs/bert-SIZE)")
@@ -178,7 +188,21 @@ def build_parser():
                         help="version number (default: the next free one)")
     _add_sampling_options(export, max_new_tokens=100, temperature=0.0,
                           prefix="serving_default: ")
-    for command in (train, generate, export):
+
+    convert = commands.add_parser(
+        "convert",
+        help="turn a Hugging Face GPT-2 or BERT folder into a run directory",
+        description=(
+            "Read a local folder as `save_pretrained` writes it (config.json, "
+            "model.safetensors and the tokenizer's files: vocab.json + merges.txt for GPT-2, "
+            "vocab.txt for BERT) and write a finished run directory that generate, export, "
+            "train --init-from (GPT-2) and train --pretrained (BERT) take. Nothing downloads."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    convert.add_argument("source", metavar="DIR", help="the Hugging Face checkpoint folder")
+    convert.add_argument("--run-dir", help="the new run directory (default: runs/DIR_NAME)")
+    for command in (train, generate, export, convert):
         command.add_argument("--verbose", action="store_true",
                              help="show TensorFlow's log, and the traceback of a failure")
     return parser

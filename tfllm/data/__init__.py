@@ -6,6 +6,7 @@
 >>> train_data = language_model_dataset(train_ids, sequence_length=256, batch_size=64, seed=1)
 """
 
+from tfllm.data.byte_pair import BytePairTokenizer
 from tfllm.data.corpus import Corpus, CorpusError, Document, load_corpus
 from tfllm.data.datasets import (
     classification_dataset,
@@ -28,19 +29,28 @@ from tfllm.data.shakespeare import clean_play_markdown, load_shakespeare
 from tfllm.data.text import STOP_WORDS, normalize_text
 from tfllm.data.text_files import load_text_files
 from tfllm.data.tokenizers import CharacterTokenizer
-from tfllm.data.tokenizer_files import load_tokenizer
+from tfllm.data.sentence_piece import SentencePieceTokenizer
+from tfllm.data.tokenizer_files import (
+    build_tokenizer,
+    load_tokenizer,
+    stream_text,
+    tokenizer_kind,
+)
 from tfllm.data.wordpiece import SPECIAL_TOKENS, WordPieceTokenizer
 
 __all__ = [
     "CLASS_NAMES",
     "COARSE_GENRES",
+    "BytePairTokenizer",
     "CharacterTokenizer",
     "SPECIAL_TOKENS",
     "STOP_WORDS",
+    "SentencePieceTokenizer",
     "WordPieceTokenizer",
     "Corpus",
     "CorpusError",
     "Document",
+    "build_tokenizer",
     "bundled_genre_split",
     "class_balance",
     "classification_dataset",
@@ -58,4 +68,6 @@ __all__ = [
     "masked_lm_dataset",
     "normalize_text",
     "split_by_genre",
+    "stream_text",
+    "tokenizer_kind",
 ]

@@ -162,13 +162,21 @@ def encode_documents(
     >>> tokenizer = CharacterTokenizer.from_texts(corpus.texts("train"))
     >>> train_ids = encode_documents(tokenizer, corpus.train)
     """
+    text = joined_text(documents, separator)
+    if not text:
+        return np.zeros([0], np.int32)
+    return tokenizer.encode_text(text)
+
+
+def joined_text(documents: Iterable[Document | str], separator: str = "\n\n") -> str:
+    """The text `encode_documents` encodes: documents trimmed of leading and trailing
+    newlines, joined by `separator`, ending in one newline ("" for no documents). Its length
+    is the character count of bits per character."""
     texts = [
         (document.text if isinstance(document, Document) else document).strip("\n")
         for document in documents
     ]
-    if not texts:
-        return np.zeros([0], np.int32)
-    return tokenizer.encode_text(separator.join(texts) + "\n")
+    return separator.join(texts) + "\n" if texts else ""
 
 
 # --------------------------------------------------------------------------------------------

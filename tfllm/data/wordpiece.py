@@ -7,7 +7,9 @@ needs around them: fixed special tokens with fixed ids, `[CLS] ... [SEP]` sequen
 set length with documented truncation, a readable JSON file that lives in the run
 directory, and clear errors.
 
-Special tokens and their ids: `[PAD]` 0, `[UNK]` 1, `[CLS]` 2, `[SEP]` 3, `[MASK]` 4.
+Special tokens: `[PAD]`, `[UNK]`, `[CLS]`, `[SEP]`, `[MASK]`. A learned vocabulary starts
+with them (ids 0-4); a vocabulary from elsewhere (a Hugging Face `vocab.txt`, read by
+`from_vocabulary_file`) holds them wherever it does, and their ids are where they stand.
 
 Because the splitting uses TensorFlow Text ops, a SavedModel holding this tokenizer is
 loaded after `import tensorflow_text` (it registers the ops); the `tensorflow-text` wheel
@@ -36,10 +38,11 @@ def _check_vocabulary(vocabulary) -> list[str]:
     if isinstance(vocabulary, str):
         raise ValueError("`vocabulary` must be a list of word pieces, got a string.")
     vocabulary = list(vocabulary)
-    if list(vocabulary[: len(SPECIAL_TOKENS)]) != list(SPECIAL_TOKENS):
+    missing = [token for token in SPECIAL_TOKENS if token not in vocabulary]
+    if missing:
         raise ValueError(
-            f"`vocabulary` must start with the special tokens {list(SPECIAL_TOKENS)}; got "
-            f"{vocabulary[: len(SPECIAL_TOKENS)]!r}."
+            f"`vocabulary` must hold the special tokens {list(SPECIAL_TOKENS)}; it lacks "
+            f"{missing}."
         )
     if len(vocabulary) <= len(SPECIAL_TOKENS):
         raise ValueError(
@@ -65,8 +68,8 @@ class WordPieceTokenizer(keras.layers.Layer):
     is cut off; `encode` also says which texts were cut).
 
     Args:
-        vocabulary: word pieces in id order, starting with `SPECIAL_TOKENS`; pieces that
-            continue a word start with `##`.
+        vocabulary: word pieces in id order, holding the `SPECIAL_TOKENS` (a learned one
+            starts with them); pieces that continue a word start with `##`.
         lowercase: lower-case (Unicode case folding) text before splitting.
         strip_accents: drop accents (NFD, then remove combining marks).
         **kwargs: standard `keras.layers.Layer` arguments.
@@ -88,6 +91,7 @@ class WordPieceTokenizer(keras.layers.Layer):
         import keras_hub
 
         self._vocabulary = _check_vocabulary(vocabulary)
+        self._special_ids = tuple(self._vocabulary.index(token) for token in SPECIAL_TOKENS)
         self.lowercase = bool(lowercase)
         self.strip_accents = bool(strip_accents)
         self._pieces = keras_hub.tokenizers.WordPieceTokenizer(
@@ -153,16 +157,43 @@ class WordPieceTokenizer(keras.layers.Layer):
     def vocabulary_size(self) -> int:
         return len(self._vocabulary)
 
-    padding_id = SPECIAL_TOKENS.index("[PAD]")
-    unknown_id = SPECIAL_TOKENS.index("[UNK]")
-    cls_id = SPECIAL_TOKENS.index("[CLS]")
-    sep_id = SPECIAL_TOKENS.index("[SEP]")
-    mask_id = SPECIAL_TOKENS.index("[MASK]")
+    padding_id = property(lambda self: self._special_ids[0])
+    unknown_id = property(lambda self: self._special_ids[1])
+    cls_id = property(lambda self: self._special_ids[2])
+    sep_id = property(lambda self: self._special_ids[3])
+    mask_id = property(lambda self: self._special_ids[4])
 
     @property
     def special_ids(self) -> tuple[int, ...]:
         """Ids of the special tokens (never masked, never drawn as random replacements)."""
-        return tuple(range(len(SPECIAL_TOKENS)))
+        return self._special_ids
+
+    @classmethod
+    def from_vocabulary_file(cls, path: str | os.PathLike, lowercase: bool = True,
+                             strip_accents: bool | None = None,
+                             **kwargs) -> "WordPieceTokenizer":
+        """A tokenizer of a `vocab.txt` (one piece a line, the line number its id), as
+        BERT's Hugging Face checkpoints keep it.
+
+        `strip_accents=None` strips them when lower-casing, as Hugging Face's
+        `BertTokenizer` does.
+
+        Raises:
+            FileNotFoundError: there is no such file.
+            ValueError: the file lacks a special token, or repeats a piece.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: the vocabulary file is missing.")
+        pieces = path.read_text(encoding="utf-8").split("\n")
+        if pieces and pieces[-1] == "":
+            pieces.pop()
+        try:
+            return cls([piece.rstrip("\r") for piece in pieces], lowercase=lowercase,
+                       strip_accents=lowercase if strip_accents is None else strip_accents,
+                       **kwargs)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
 
     def tokenize(self, strings) -> tf.RaggedTensor:
         """`[B]` strings → `[B, None]` int32 word-piece ids (no special tokens added)."""
@@ -201,6 +232,30 @@ class WordPieceTokenizer(keras.layers.Layer):
 
     def call(self, inputs):
         return self.tokenize(inputs)
+
+    @property
+    def lookup_tables(self) -> list:
+        """None: the word pieces are a constant of the graph, not a table."""
+        return []
+
+    def encode_text(self, text: str) -> np.ndarray:
+        """`[N]` int32 ids of `text` (a language model's stream; no special tokens).
+
+        WordPiece splits at whitespace, so the text goes through line by line."""
+        if not isinstance(text, str):
+            raise ValueError(f"`text` must be a str; got {type(text).__name__}")
+        lines = text.splitlines() or [""]
+        return self.tokenize(tf.constant(lines)).flat_values.numpy().astype(np.int32)
+
+    def decode_ids(self, ids) -> str:
+        """Text of `[T]` ids (pieces joined, words separated by spaces)."""
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(
+                f"`ids` must be a 1-D integer array; got {ids.dtype} of shape {ids.shape}")
+        ids = np.where((ids >= 0) & (ids < self.vocabulary_size), ids, self.unknown_id)
+        text = self.detokenize(tf.constant(ids[None].astype(np.int32)))[0]
+        return text.numpy().decode("utf-8", "replace")
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -29,7 +29,9 @@ def export_model(
 
     Args:
         model: a tfllm language model (`GPT`, `LSTMLanguageModel`), built.
-        tokenizer: its `tfllm.data.CharacterTokenizer`.
+        tokenizer: its tokenizer (`tfllm.data.CharacterTokenizer`, `BytePairTokenizer`,
+            `SentencePieceTokenizer`, `WordPieceTokenizer`); the subword ones need
+            `import tensorflow_text` where the export is loaded (`tokenizer_requirements`).
         directory: the model's folder in a TensorFlow Serving model base
             path, e.g. `saved_models/shakespeare`.
         version: int, the version number; default: one more than the
@@ -57,12 +59,29 @@ def export_model(
     metadata = {
         "model_class": type(model).__name__,
         "model_config": model_config_json(model),
+        **tokenizer_requirements(tokenizer),
         "vocabulary": tokenizer.vocabulary,
         "serving_defaults": {"max_new_tokens": max_new_tokens, "temperature": temperature,
                              "top_k": top_k, "top_p": top_p, "seed": seed},
         "signatures": SIGNATURES,
     }
     return write_version(archive, directory, version, metadata)
+
+
+def tokenizer_requirements(tokenizer):
+    """What loading and serving an export of `tokenizer` needs, for its metadata file.
+
+    A character tokenizer uses core TensorFlow ops only. The subword tokenizers use
+    TensorFlow Text ops (`import tensorflow_text` before `tf.saved_model.load`); stock
+    TensorFlow Serving links TensorFlow Text's ops but not SentencePiece's, so a
+    SentencePiece export needs a model server built with them.
+    """
+    from tfllm.data import tokenizer_kind
+
+    kind = tokenizer_kind(tokenizer)
+    requires = ["tensorflow"] if kind == "char" else ["tensorflow", "tensorflow_text"]
+    return {"tokenizer": kind, "requires": requires,
+            "stock_tensorflow_serving": kind != "sentencepiece"}
 
 
 def _scalar(dtype, name):

@@ -1,5 +1,6 @@
 """Keras 3 building blocks of language models (backend-agnostic: `keras.ops` only)."""
 
+from tfllm.layers.activations import gelu_approximate
 from tfllm.layers.attention import MultiHeadAttention
 from tfllm.layers.embedding import TokenEmbedding
 from tfllm.layers.positional import (
@@ -19,4 +20,5 @@ __all__ = [
     "StackedLSTM",
     "TokenEmbedding",
     "TransformerBlock",
+    "gelu_approximate",
 ]

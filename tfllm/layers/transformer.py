@@ -2,6 +2,7 @@
 
 import keras
 
+from tfllm.layers.activations import get_activation
 from tfllm.layers.attention import MultiHeadAttention
 from tfllm.layers.initializers import clone_initializer
 from tfllm.layers.validation import check_positive_int, check_rate
@@ -15,7 +16,8 @@ class FeedForward(keras.layers.Layer):
         intermediate_dim: int, width of the hidden layer (usually 4 × D).
         output_dim: int or None, width of the output; defaults to the input
             width `D`.
-        activation: activation of the hidden layer. Defaults to `"gelu"`.
+        activation: activation of the hidden layer: a Keras name, `"gelu_approximate"`
+            (GPT-2's tanh GELU) or a function. Defaults to `"gelu"` (exact).
         dropout: float in [0, 1), dropout on the output.
         kernel_initializer: initializer of the hidden kernel (and of the output
             kernel unless `output_kernel_initializer` is given). Each kernel
@@ -53,7 +55,7 @@ class FeedForward(keras.layers.Layer):
         super().__init__(**kwargs)
         self.intermediate_dim = check_positive_int("intermediate_dim", intermediate_dim)
         self.output_dim = None if output_dim is None else check_positive_int("output_dim", output_dim)
-        self.activation = keras.activations.get(activation)
+        self.activation = get_activation(activation)
         self.dropout = check_rate("dropout", dropout)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.output_kernel_initializer = keras.initializers.get(
@@ -127,7 +129,7 @@ class TransformerBlock(keras.layers.Layer):
         dropout: float in [0, 1), dropout after attention and feed-forward.
         attention_dropout: float in [0, 1), dropout on attention
             probabilities. Defaults to `dropout`.
-        activation: feed-forward activation. Defaults to `"gelu"`.
+        activation: feed-forward activation (as `FeedForward`'s). Defaults to `"gelu"`.
         layer_norm_epsilon: float, epsilon of the layer normalisations.
         normalize_first: bool, pre-LN (True) or post-LN (False).
         causal: bool, decoder (True) or encoder (False) self-attention.
@@ -186,7 +188,7 @@ class TransformerBlock(keras.layers.Layer):
         self.attention_dropout = check_rate(
             "attention_dropout", self.dropout if attention_dropout is None else attention_dropout
         )
-        self.activation = keras.activations.get(activation)
+        self.activation = get_activation(activation)
         if not layer_norm_epsilon > 0:
             raise ValueError(f"`layer_norm_epsilon` must be positive; got {layer_norm_epsilon!r}.")
         self.layer_norm_epsilon = float(layer_norm_epsilon)

@@ -31,10 +31,14 @@ INITIALIZER_STDDEV = 0.02
 #: or BERT's truncated normal draws.
 INITIALIZATIONS = ("gpt2", "bert")
 POSITION_ENCODINGS = ("learned", "sinusoidal", "rotary")
+#: Where the layer normalisations sit: `"pre"` (GPT-2, tfllm's default: inside each residual
+#: branch, plus a final one) or `"post"` (the original BERT: after each residual sum, plus one
+#: over the embeddings).
+NORMALIZATIONS = ("pre", "post")
 #: The settings that shape a backbone's weights: two backbones that agree on these can
 #: exchange weights.
 SHAPE_SETTINGS = ("vocabulary_size", "max_length", "num_layers", "num_heads", "hidden_dim",
-                  "intermediate_dim", "num_segments", "position_encoding")
+                  "intermediate_dim", "num_segments", "position_encoding", "normalization")
 
 
 def initializers_for(initialization, num_layers):
@@ -58,7 +62,9 @@ class TransformerBackbone(TrainableModel):
 
     Token embeddings, plus position embeddings (`"learned"` or `"sinusoidal"`) and segment
     embeddings (`num_segments > 0`), pass through `num_layers` pre-LN `TransformerBlock`s
-    and a final layer normalisation. With `causal=True` position `t` attends to positions
+    and a final layer normalisation (`normalization="pre"`); with `normalization="post"`
+    (the original BERT's layout) the embeddings' sum is normalised, the blocks are post-LN
+    and there is no final normalisation. With `causal=True` position `t` attends to positions
     `0..t` only; with `causal=False` every position attends to every real (non-padding)
     one. `position_encoding="rotary"` rotates queries and keys by their positions inside
     attention instead of adding position embeddings.
@@ -85,6 +91,7 @@ class TransformerBackbone(TrainableModel):
         activation: feed-forward activation. Defaults to `"gelu"`.
         layer_norm_epsilon: float, epsilon of the layer normalisations.
         initialization: `"gpt2"` or `"bert"` (above).
+        normalization: `"pre"` or `"post"` (above).
         seed: int or None, seed of the dropouts.
         **kwargs: standard `keras.Model` arguments (`name`, `dtype`).
 
@@ -103,7 +110,7 @@ class TransformerBackbone(TrainableModel):
     def __init__(self, vocabulary_size, max_length, num_layers=4, num_heads=4, hidden_dim=256,
                  intermediate_dim=None, dropout=0.0, position_encoding="learned", causal=True,
                  num_segments=0, activation="gelu", layer_norm_epsilon=1e-5,
-                 initialization="gpt2", seed=None, **kwargs):
+                 initialization="gpt2", seed=None, normalization="pre", **kwargs):
         super().__init__(**kwargs)
         for name, value in check_transformer_settings(
                 vocabulary_size, max_length, num_layers, num_heads, hidden_dim,
@@ -112,6 +119,7 @@ class TransformerBackbone(TrainableModel):
         self.position_encoding = check_choice(
             "position_encoding", position_encoding, POSITION_ENCODINGS)
         self.initialization = check_choice("initialization", initialization, INITIALIZATIONS)
+        self.normalization = check_choice("normalization", normalization, NORMALIZATIONS)
         if isinstance(num_segments, bool) or not isinstance(num_segments, int) \
                 or num_segments < 0:
             raise ValueError(f"`num_segments` must be an int >= 0; got {num_segments!r}.")
@@ -144,6 +152,10 @@ class TransformerBackbone(TrainableModel):
                 self.num_segments, self.hidden_dim,
                 embeddings_initializer=clone_initializer(initializer),
                 name="segment_embedding", **common)
+        self.embedding_norm = None
+        if self.normalization == "post":
+            self.embedding_norm = keras.layers.LayerNormalization(
+                epsilon=self.layer_norm_epsilon, name="embedding_norm", **common)
         self.embedding_dropout = keras.layers.Dropout(
             self.dropout, seed=self.seed, name="embedding_dropout", **common)
         rotary = 10000.0 if self.position_encoding == "rotary" else None
@@ -151,15 +163,18 @@ class TransformerBackbone(TrainableModel):
             TransformerBlock(
                 num_heads=self.num_heads, intermediate_dim=self.intermediate_dim,
                 dropout=self.dropout, activation=self.activation,
-                layer_norm_epsilon=self.layer_norm_epsilon, normalize_first=True,
+                layer_norm_epsilon=self.layer_norm_epsilon,
+                normalize_first=self.normalization == "pre",
                 causal=self.causal, rotary_max_wavelength=rotary,
                 kernel_initializer=initializer,
                 output_kernel_initializer=residual_initializer,
                 seed=self.seed, name=f"block_{index}", **common)
             for index in range(self.num_layers)
         ]
-        self.final_norm = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon, name="final_norm", **common)
+        self.final_norm = None
+        if self.normalization == "pre":
+            self.final_norm = keras.layers.LayerNormalization(
+                epsilon=self.layer_norm_epsilon, name="final_norm", **common)
 
     def build(self, input_shape=None):
         hidden_shape = (None, None, self.hidden_dim)
@@ -168,9 +183,12 @@ class TransformerBackbone(TrainableModel):
             self.position_embedding.build(hidden_shape)
         if self.segment_embedding is not None:
             self.segment_embedding.build((None, None))
+        if self.embedding_norm is not None:
+            self.embedding_norm.build(hidden_shape)
         for block in self.blocks:
             block.build(hidden_shape)
-        self.final_norm.build(hidden_shape)
+        if self.final_norm is not None:
+            self.final_norm.build(hidden_shape)
         self.built = True
 
     def check_length(self, length, advice="build the model with a larger max_length"):
@@ -193,15 +211,17 @@ class TransformerBackbone(TrainableModel):
             if segment_ids is None:
                 segment_ids = keras.ops.zeros_like(token_ids)
             x = x + self.segment_embedding(segment_ids)
+        if self.embedding_norm is not None:
+            x = self.embedding_norm(x)
         return self.embedding_dropout(x, training=training)
 
     def encode(self, token_ids, padding_mask=None, segment_ids=None, training=None):
-        """`[B, T, D]` final hidden states (after the final layer normalisation)."""
+        """`[B, T, D]` final hidden states (after the final layer normalisation, if any)."""
         self.check_length(token_ids.shape[1])
         x = self.embed(token_ids, segment_ids=segment_ids, training=training)
         for block in self.blocks:
             x = block(x, padding_mask=padding_mask, training=training)
-        return self.final_norm(x)
+        return x if self.final_norm is None else self.final_norm(x)
 
     def call(self, inputs, padding_mask=None, segment_ids=None, training=None):
         return self.encode(inputs, padding_mask=padding_mask, segment_ids=segment_ids,
@@ -233,5 +253,6 @@ class TransformerBackbone(TrainableModel):
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "initialization": self.initialization,
             "seed": self.seed,
+            "normalization": self.normalization,
         })
         return config

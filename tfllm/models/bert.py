@@ -10,14 +10,17 @@ one call. A task's config holds its encoder, serialised with
 `keras.saving.serialize_keras_object`.
 
 Unlike the original BERT (post-LN blocks, an embedding layer normalisation) the encoder
-uses pre-LN blocks and a final layer normalisation, as tfllm's GPT does: it trains stably
-with a short warm-up, which matters for the small models trained here.
+uses pre-LN blocks and a final layer normalisation by default, as tfllm's GPT does: it
+trains stably with a short warm-up, which matters for the small models trained here.
+`normalization="post"` and `pooler=True` give the original layout, which checkpoints from
+Hugging Face need (`tfllm.convert`).
 """
 
 import keras
 from keras import ops
 
 from tfllm.constants import BERT_POSITION_ENCODINGS
+from tfllm.layers.activations import get_activation
 from tfllm.layers.embedding import check_token_ids
 from tfllm.layers.validation import check_choice
 from tfllm.models.backbone import TransformerBackbone, initializers_for
@@ -28,7 +31,8 @@ POSITION_ENCODINGS = BERT_POSITION_ENCODINGS
 #: tasks took their encoder (still read by `from_config`).
 _ENCODER_ARGUMENTS = ("vocabulary_size", "max_length", "num_layers", "num_heads", "hidden_dim",
                       "intermediate_dim", "dropout", "num_segments", "padding_id", "activation",
-                      "layer_norm_epsilon", "seed", "position_encoding")
+                      "layer_norm_epsilon", "seed", "position_encoding", "normalization",
+                      "pooler")
 
 
 def bert_initializer():
@@ -43,7 +47,9 @@ class BertEncoder(TransformerBackbone):
 
     A bidirectional `TransformerBackbone`: token embeddings plus learned position
     embeddings (plus segment embeddings when `num_segments > 0`) pass through `num_layers`
-    bidirectional pre-LN `TransformerBlock`s and a final layer normalisation. Tokens equal to `padding_id` are padding: no position
+    bidirectional pre-LN `TransformerBlock`s and a final layer normalisation (or, with
+    `normalization="post"`, BERT's original layout: a normalisation of the embeddings and
+    post-LN blocks). Tokens equal to `padding_id` are padding: no position
     attends to them, so the outputs at real positions do not depend on them (the outputs
     at padding positions are meaningless).
 
@@ -69,6 +75,11 @@ class BertEncoder(TransformerBackbone):
         position_encoding: `"learned"` (BERT's table of `max_length` positions) or
             `"rotary"` (RoPE: queries and keys rotated by their positions inside
             attention, so that scores depend on relative positions).
+        normalization: `"pre"` (tfllm's) or `"post"` (the original BERT's); see
+            `TransformerBackbone`.
+        pooler: bool; with True the encoder also holds BERT's pooler (a dense layer with
+            tanh over the first token's state), which `pool` applies and a
+            `BertClassifier` with `pooling="cls"` uses.
         **kwargs: standard `keras.Model` arguments (`name`, `dtype`).
 
     Call arguments:
@@ -108,6 +119,8 @@ class BertEncoder(TransformerBackbone):
         layer_norm_epsilon=1e-5,
         seed=None,
         position_encoding="learned",
+        normalization="pre",
+        pooler=False,
         **kwargs,
     ):
         check_choice("position_encoding", position_encoding, POSITION_ENCODINGS)
@@ -116,7 +129,13 @@ class BertEncoder(TransformerBackbone):
             hidden_dim=hidden_dim, intermediate_dim=intermediate_dim, dropout=dropout,
             position_encoding=position_encoding, causal=False, num_segments=num_segments,
             activation=activation, layer_norm_epsilon=layer_norm_epsilon,
-            initialization="bert", seed=seed, **kwargs)
+            initialization="bert", seed=seed, normalization=normalization, **kwargs)
+        self.pooler = bool(pooler)
+        self.pooler_dense = None
+        if self.pooler:
+            self.pooler_dense = keras.layers.Dense(
+                self.hidden_dim, activation="tanh", kernel_initializer=bert_initializer(),
+                name="pooler_dense", dtype=self.dtype_policy)
         if isinstance(padding_id, bool) or not isinstance(padding_id, int) \
                 or not 0 <= padding_id < self.vocabulary_size:
             raise ValueError(
@@ -124,6 +143,17 @@ class BertEncoder(TransformerBackbone):
                 f"got {padding_id!r}."
             )
         self.padding_id = padding_id
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        if self.pooler_dense is not None:
+            self.pooler_dense.build((None, self.hidden_dim))
+
+    def pool(self, hidden):
+        """`[B, T, D]` hidden states → `[B, D]`: the pooler over the first token's state
+        (with `pooler=True`), else that state itself."""
+        first = hidden[:, 0, :]
+        return first if self.pooler_dense is None else self.pooler_dense(first)
 
     def unpack_inputs(self, inputs, padding_mask=None, segment_ids=None):
         """`(token_ids, padding_mask, segment_ids)` from an array or a dict input, checked."""
@@ -159,7 +189,12 @@ class BertEncoder(TransformerBackbone):
         for fixed in ("causal", "initialization"):  # always the same for BERT
             del config[fixed]
         config["padding_id"] = self.padding_id
+        config["pooler"] = self.pooler
         return config
+
+    def shape_settings(self):
+        """The settings another encoder must share to take this one's weights."""
+        return {**super().shape_settings(), "pooler": self.pooler}
 
     def encoder_settings(self):
         """The settings another encoder must share to take this one's weights."""
@@ -253,7 +288,7 @@ class BertMaskedLM(EncoderTask):
         super().__init__(encoder, **kwargs)
         common = {"dtype": self.dtype_policy}
         self.head_dense = keras.layers.Dense(
-            self.encoder.hidden_dim, activation=self.encoder.activation,
+            self.encoder.hidden_dim, activation=get_activation(self.encoder.activation),
             kernel_initializer=bert_initializer(), name="head_dense", **common,
         )
         self.head_norm = keras.layers.LayerNormalization(

@@ -13,7 +13,6 @@ from keras import ops
 from tfllm.constants import POOLINGS
 from tfllm.layers.validation import check_choice, check_rate
 from tfllm.models import legacy
-from tfllm.models.backbone import SHAPE_SETTINGS
 from tfllm.models.bert import BertEncoder, EncoderTask, bert_initializer
 
 
@@ -22,8 +21,9 @@ class BertClassifier(EncoderTask):
     """A `BertEncoder` with a classification head: token ids `[B, T]` → logits `[B, C]`.
 
     The encoder's output is pooled into one vector per sequence, the final hidden state of
-    the first token (`"cls"`, BERT's `[CLS]`) or the mean over real tokens (`"mean"`), then
-    dropout and a dense layer give one logit per class.
+    the first token (`"cls"`, BERT's `[CLS]`, through the encoder's pooler if it has one)
+    or the mean over real tokens (`"mean"`), then dropout and a dense layer give one logit
+    per class.
 
     Args:
         encoder: the `BertEncoder` (pre-trained or not).
@@ -71,7 +71,7 @@ class BertClassifier(EncoderTask):
         hidden = self.encoder(token_ids, padding_mask=padding_mask, segment_ids=segment_ids,
                               training=training)
         if self.pooling == "cls":
-            pooled = hidden[:, 0, :]
+            pooled = self.encoder.pool(hidden)
         else:
             weights = ops.cast(padding_mask, hidden.dtype)[:, :, None]
             pooled = ops.sum(hidden * weights, axis=1) / ops.maximum(
@@ -114,7 +114,7 @@ class BertClassifier(EncoderTask):
         encoder = _find_encoder(source)
         mine, theirs = self.encoder.shape_settings(), encoder.shape_settings()
         differences = [f"{name}: this classifier {mine[name]!r}, the source {theirs[name]!r}"
-                       for name in SHAPE_SETTINGS if mine[name] != theirs[name]]
+                       for name in mine if mine[name] != theirs[name]]
         if differences:
             raise ValueError("The encoders differ; " + "; ".join(differences) + ".")
         if not self.built:

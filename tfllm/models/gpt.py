@@ -127,6 +127,6 @@ class GPT(LanguageModel, TransformerBackbone):
 
     def get_config(self):
         config = super().get_config()
-        for fixed in ("causal", "num_segments", "initialization"):  # always the same
+        for fixed in ("causal", "num_segments", "initialization", "normalization"):  # fixed
             del config[fixed]
         return config

@@ -263,6 +263,24 @@ class StopOnDivergence(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class ValidationBitsPerCharacter(keras.callbacks.Callback):
+    """Adds `val_bits_per_character` to each epoch's logs, from `val_loss` (nats per token).
+
+    Put it before the callbacks that write logs (TensorBoard's validation scalars,
+    history.csv): they see the new entry. `tokens_per_character` is the held-out text's
+    (`tfllm.metrics.bits_per_character`).
+    """
+
+    def __init__(self, tokens_per_character):
+        super().__init__()
+        self.tokens_per_character = float(tokens_per_character)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and "val_loss" in logs:
+            logs["val_bits_per_character"] = (
+                float(logs["val_loss"]) * self.tokens_per_character / math.log(2))
+
+
 def _as_code_block(text):
     """Markdown that shows `text` as it is (TensorBoard renders text as Markdown)."""
     return "\n".join("    " + line for line in text.split("\n"))

@@ -13,9 +13,10 @@ import weakref
 
 
 from tfllm.constants import PRECISIONS  # noqa: F401  (re-exported)
-from tfllm.data.datasets import encode_documents, language_model_dataset
+from tfllm.data.datasets import encode_documents, joined_text, language_model_dataset
 from tfllm.generation import generate_text
-from tfllm.metrics import Perplexity
+from tfllm.metrics import Perplexity, bits_per_character
+from tfllm.training.callbacks import ValidationBitsPerCharacter
 from tfllm.training.config import TrainingConfig, make_optimizer, precision_scope  # noqa: F401
 from tfllm.training.job import (  # noqa: F401  (FitOutcome, Stopwatch re-exported)
     FitOutcome,
@@ -172,30 +173,35 @@ def train_and_evaluate(model, corpus, tokenizer, config, run_directory=None, *, 
             cannot continue (other settings, corrupted files), or `resume` is
             False and the run directory holds checkpoints.
     """
-    streams, held_out = _encoded_splits(corpus, tokenizer, config)
+    streams, characters, held_out = _encoded_splits(corpus, tokenizer, config)
     print_function(_plan(len(streams["train"]), config))
     sample = _sampler(tokenizer, prompt, temperature, sample_length)
-    job = _language_model_job(model, streams, held_out, config, sample, verbose, run_config)
+    job = _language_model_job(model, streams, characters, held_out, config, sample, verbose,
+                              run_config)
     outcome = run_job(job, config, tokenizer, run_directory, strategy=strategy, resume=resume,
                       print_function=print_function)
-    metrics = _figures_and_held_out_losses(outcome, streams, held_out, corpus, config,
-                                           print_function)
+    metrics = _figures_and_held_out_losses(outcome, streams, characters, held_out, corpus,
+                                           config, print_function)
     print_training_speed(metrics, print_function)
     metrics["sample"] = sample(outcome.model, sample_length) if sample else ""
     if sample:
         print_function("Sample:\n" + metrics["sample"])
     finish_job(outcome, tokenizer, metrics, print_function=print_function,
-               held_out=held_out_losses(metrics, held_out))
+               held_out={**held_out_losses(metrics, held_out),
+                         **{f"heldout_{split}_bits_per_character":
+                            metrics[f"{split}_bits_per_character"] for split in held_out}})
     return metrics
 
 
 def _encoded_splits(corpus, tokenizer, config):
-    """`({split: token stream}, held-out splits long enough for one window)` of `corpus`."""
-    streams = {split: encode_documents(tokenizer, corpus.documents(split)) for split in
-               ("train", "validation", "test")}
+    """`({split: token stream}, {split: characters of its text}, held-out splits long
+    enough for one window)` of `corpus`."""
+    splits = ("train", "validation", "test")
+    streams = {split: encode_documents(tokenizer, corpus.documents(split)) for split in splits}
+    characters = {split: len(joined_text(corpus.documents(split))) for split in splits}
     held_out = [split for split in ("validation", "test")
                 if len(streams[split]) > config.sequence_length]
-    return streams, held_out
+    return streams, characters, held_out
 
 
 def _plan(train_tokens, config):
@@ -220,9 +226,12 @@ def _sampler(tokenizer, prompt, temperature, sample_length):
     return sample
 
 
-def _language_model_job(model, streams, held_out, config, sample, verbose, run_config):
+def _language_model_job(model, streams, characters, held_out, config, sample, verbose,
+                        run_config):
     """The `TrainingJob` of `train_and_evaluate`: its hooks over the encoded corpus."""
     validation_ids = streams["validation"] if "validation" in held_out else None
+    callbacks = () if validation_ids is None else (
+        ValidationBitsPerCharacter(len(validation_ids) / characters["validation"]),)
 
     def fit(model, callbacks, initial_step):
         history = fit_language_model(model, streams["train"], validation_ids, config,
@@ -233,19 +242,27 @@ def _language_model_job(model, streams, held_out, config, sample, verbose, run_c
     return TrainingJob(
         create_model=model, compile_model=compile_language_model, fit=fit,
         tokens_per_step=config.batch_size * config.sequence_length, sample=sample,
-        run_config=dict(run_config or {}),
+        run_config=dict(run_config or {}), callbacks=callbacks,
         hparams_metrics=("loss", "perplexity", "val_loss", "val_perplexity",
-                         "heldout_validation_loss", "heldout_test_loss"))
+                         "val_bits_per_character", "heldout_validation_loss",
+                         "heldout_test_loss", "heldout_validation_bits_per_character",
+                         "heldout_test_bits_per_character"))
 
 
-def _figures_and_held_out_losses(outcome, streams, held_out, corpus, config, print_function):
-    """The run's figures, the last epoch's training loss and the held-out losses (printed)."""
+def _figures_and_held_out_losses(outcome, streams, characters, held_out, corpus, config,
+                                 print_function):
+    """The run's figures, the last epoch's training loss and the held-out losses and bits
+    per character (printed)."""
     metrics = outcome.figures(config)
     if outcome.losses:
         metrics["train_loss_last_epoch"] = float(outcome.losses[-1])
     for split in held_out:
         metrics[f"{split}_loss"] = loss = held_out_loss(
             outcome.model, streams[split], config.sequence_length, config.batch_size)
+        metrics[f"{split}_bits_per_character"] = bits = bits_per_character(
+            loss, len(streams[split]), characters[split])
+        metrics[f"{split}_tokens_per_character"] = len(streams[split]) / characters[split]
         print_function(f"Held-out {split} loss over {len(corpus.documents(split))} whole "
-                       f"documents: {loss:.4f} nats/token (perplexity {math.exp(loss):.2f})")
+                       f"documents: {loss:.4f} nats/token (perplexity {math.exp(loss):.2f}), "
+                       f"{bits:.4f} bits/character")
     return metrics

@@ -16,7 +16,7 @@ def save_run(directory, model, tokenizer, config=None, metrics=None):
         directory: the run directory, e.g. `runs/gpt`, or a `RunDirectory`.
         model: a Keras model; one with LoRA adapters is saved merged
             (`TrainableModel.merge_lora`).
-        tokenizer: a `CharacterTokenizer` or `WordPieceTokenizer`.
+        tokenizer: any tfllm tokenizer (`tfllm.data.load_tokenizer` reads it back).
         config: a dict or dataclass describing the run (written as JSON).
         metrics: a dict of final figures (written as JSON).
 
