@@ -15,3 +15,7 @@ GPT_POSITION_ENCODINGS = ("learned", "sinusoidal", "rotary")
 BERT_POSITION_ENCODINGS = ("learned", "rotary")
 #: How a BERT classifier pools the encoder's outputs.
 POOLINGS = ("cls", "mean")
+#: Labelled files a classifier reads (`--data`), by extension: the CSV delimiters, and
+#: JSON Lines (one object a line). A folder of class folders is the other choice.
+LABELLED_DELIMITERS = {".csv": ",", ".tsv": "\t"}
+LABELLED_JSON_LINES = (".jsonl", ".ndjson")
