@@ -177,5 +177,3 @@ def export(args):
         print("Load it after `import tensorflow_text` (its tokenizer uses TensorFlow Text ops).")
     print(f"Inspect it with: saved_model_cli show --dir {path} --all")
     return 0
-
-

@@ -5,13 +5,13 @@ strings, with the line each came from); `load_labelled_data` reads the training 
 (and held-out ones, if given), names the classes and splits what is not given, stratified
 by class and seeded, into a `LabelledData` that the classifier job trains on.
 
-The formats (chosen by the file's extension):
+The formats (a file's extension chooses):
 
-| source | texts and labels |
-|---|---|
-| `.csv`, `.tsv` | a header row names the columns; `text` and `label` by default |
-| `.jsonl`, `.ndjson` | one JSON object a line; the `text` and `label` keys (others ignored) |
-| a folder | one sub-folder per class holding `.txt` files (searched recursively): the layout `keras.utils.text_dataset_from_directory` reads |
+- `.csv`, `.tsv`: a header row names the columns; `text` and `label` by default.
+- `.jsonl`, `.ndjson`: one JSON object a line; the `text` and `label` keys (others are
+  ignored; a number or bool label reads as its JSON text).
+- a folder: one sub-folder per class holding `.txt` files (searched recursively), one
+  example a file: the layout `keras.utils.text_dataset_from_directory` reads.
 
 A header row is required: a two-column file without one would read its first example as
 column names, so the columns are always named, by the header or by `--text-column` /

@@ -1,13 +1,15 @@
-"""Fine-tuning a pre-trained BERT encoder as a classifier, and the genre job that runs it.
+"""Fine-tuning a pre-trained BERT encoder as a classifier, and the jobs that run it.
 
 `finetune_classifier` trains a `BertClassifier` on labelled passages through the job runner
 (`tfllm.training.job`: checkpoints, resuming, TensorBoard logs, a run directory);
-`genre_classification_job`, the job behind `examples/finetune_classifier.py` and `tfllm
-train --model classifier`, runs it on the bundled plays' genres beside its baselines.
+`classification_job`, the job behind `tfllm train --model classifier`, runs it beside its
+baselines on any labelled passages (your files: `tfllm.data.load_labelled_data`);
+`genre_classification_job` (also behind `examples/finetune_classifier.py`) gives it the
+bundled plays' genres.
 
 A classifier run's `metrics.json` holds accuracy, macro-F1, per-class scores and the
-confusion matrix of the held-out plays; its TensorBoard logs show them too (HParams and a
-Markdown confusion matrix under Text).
+confusion matrix of the held-out passages; its TensorBoard logs show them too (HParams and
+a Markdown confusion matrix under Text).
 """
 
 import keras
@@ -89,7 +91,7 @@ def finetune_classifier(model, passages, tokenizer, config, class_names, run_dir
     if keep_best is not None and keep_best.best_epoch is not None:
         metrics["best_epoch"] = keep_best.best_epoch
         print_function(f"Kept the weights of epoch {keep_best.best_epoch} of {config.epochs}, "
-                       f"the best on the validation plays (accuracy {keep_best.best:.3f}).")
+                       f"the best on the validation passages (accuracy {keep_best.best:.3f}).")
     metrics.update(_held_out_reports(outcome.model, passages, tokenizer, length, class_names,
                                      print_function))
     if outcome.run is not None and is_chief(outcome.strategy):
