@@ -175,3 +175,21 @@ def test_the_same_rows_in_every_format_give_the_same_split(tmp_path):
         assert data.class_names == splits[0].class_names
         for split, (texts, labels) in data.splits.items():
             assert sorted(zip(texts, labels)) == sorted(zip(*splits[0].splits[split]))
+
+
+def test_bad_labelled_files_fail_the_command_line_with_one_line(tmp_path):
+    """An unknown extension is named before TensorFlow loads; a missing column (read once
+    TensorFlow is up) ends the same way: one `error:` line, exit code 1."""
+    (tmp_path / "data.xlsx").write_text("text,label\n", encoding="utf-8")
+    (tmp_path / "data.csv").write_text("review,stars\ngood,5\nbad,1\n", encoding="utf-8")
+    for data, message in (("data.xlsx", "unknown extension '.xlsx'"),
+                          ("data.csv", "has no column 'text' (its header names 'review', "
+                                       "'stars'); name the column with --text-column")):
+        result = subprocess.run(
+            [sys.executable, "-m", "tfllm.cli", "train", "--model", "classifier", "--data",
+             data, "--pretrained", "no/such/run"],
+            capture_output=True, text=True, timeout=300, cwd=tmp_path,
+            env=_environment(PYTHONPATH=str(REPOSITORY)))
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]

@@ -355,6 +355,12 @@ def load_labelled_data(data, text_column="text", label_column="label", *,
             f"{class_names[0]!r}; a classifier needs at least two")
     examples = stratified_split(training, missing["validation"], missing["test"], seed)
     examples.update(given)
+    return LabelledData(class_names, _as_class_ids(examples, class_names),
+                        {split: part.source for split, part in examples.items()})
+
+
+def _as_class_ids(examples, class_names):
+    """`{split: (texts, class ids)}`; a held-out label the class names lack is an error."""
     ids = {name: index for index, name in enumerate(class_names)}
     splits = {}
     for split in ("train", *HELD_OUT_SPLITS):
@@ -368,5 +374,4 @@ def load_labelled_data(data, text_column="text", label_column="label", *,
                 f"{', '.join(map(repr, class_names))})")
         splits[split] = (list(examples[split].texts),
                          [ids[label] for label in examples[split].labels])
-    return LabelledData(class_names, splits,
-                        {split: examples[split].source for split in splits})
+    return splits

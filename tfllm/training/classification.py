@@ -221,9 +221,10 @@ def classification_job(pretrained, passages, class_names, classifier_settings, c
     from tfllm.models import BertClassifier
 
     pretrained, tokenizer = _pretraining_run(pretrained)
-    for split in ("train", "validation", "test"):
-        if split not in passages or not passages[split][0]:
-            raise ValueError(f"The classifier job needs {split} passages; got none.")
+    missing = [split for split in ("train", "validation", "test")
+               if split not in passages or not passages[split][0]]
+    if missing:
+        raise ValueError(f"The classifier job needs {' and '.join(missing)} passages.")
 
     def fine_tune(create, directory, pretrained_path):
         """`finetune_classifier` of the `BertClassifier` that `create` makes from the run."""
