@@ -173,6 +173,11 @@ def test_other_settings_do_not_resume_a_run(tmp_path, corpus):
     (["train", "--lora-rank", "4", "--size", "tiny"], "--lora-rank adapts a trained model"),
     (["train", "--lora-rank", "0"], "argument --lora-rank: expected a positive integer"),
     (["train", "--init-from", "no/such/run"], "no/such/run is not a tfllm run directory"),
+    (["train", "--text-column", "review"], "--text-column goes with --data PATH"),
+    (["train", "--model", "gpt", "--data", "x.csv"], "--data holds labelled examples for"),
+    (["train", "--model", "classifier", "--corpus", "a.txt"], "give them with --data FILE"),
+    (["train", "--model", "classifier", "--data", "no/such.csv"],
+     "--data no/such.csv: no such file or folder"),
 ])
 def test_bad_options_fail_with_one_clear_line(tmp_path, arguments, message):
     environment = {key: value for key, value in _environment().items() if key != "TF_CONFIG"}

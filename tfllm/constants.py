@@ -25,3 +25,7 @@ TOKENIZERS = ("char", "bpe", "sentencepiece", "wordpiece")
 MINIMUM_VOCABULARY_SIZES = {"char": 3, "bpe": 258, "sentencepiece": 259, "wordpiece": 6}
 #: `--vocabulary-size` of a subword tokenizer when none is given.
 DEFAULT_SUBWORD_VOCABULARY_SIZE = 1024
+#: Labelled files a classifier reads (`--data`), by extension: the CSV delimiters, and
+#: JSON Lines (one object a line). A folder of class folders is the other choice.
+LABELLED_DELIMITERS = {".csv": ",", ".tsv": "\t"}
+LABELLED_JSON_LINES = (".jsonl", ".ndjson")

@@ -4,6 +4,8 @@
     tfllm train --model lstm --corpus my_texts/ --steps 500 --run-dir runs/mine
     tfllm train --model bert --size quick                # masked-LM pre-training
     tfllm train --model classifier --size quick          # genre fine-tuning + baselines
+    tfllm train --model bert --data reviews.csv --run-dir runs/bert-reviews
+    tfllm train --model classifier --data reviews.csv --pretrained runs/bert-reviews
     tfllm train --init-from runs/gpt-quick --lora-rank 8 --corpus my.txt   # LoRA fine-tuning
     tfllm generate runs/gpt-quick --prompt "ROMEO:" --max-new-tokens 300 --stream
     tfllm export runs/gpt-quick                          # saved_models/gpt-quick/1/

@@ -8,13 +8,15 @@ import os
 import sys
 
 from tfllm.cli import interrupts
-from tfllm.cli.options import resolve_model_kind, tokenizer_settings, training_settings
+from tfllm.cli.options import (check_labelled_data_options, resolve_model_kind,
+                               tokenizer_settings, training_settings)
 from tfllm.startup_log import import_tensorflow
 
 
 def train(args):
     # The options first, without TensorFlow: a mistake is named in a moment.
     resolve_model_kind(args)
+    check_labelled_data_options(args)
     model_settings, training = training_settings(args)
     args.tokenizer, args.vocabulary_size = tokenizer_settings(args)
     run_dir = _run_directory(args)
@@ -60,8 +62,14 @@ def _pretrain_bert(args, model_settings, config, run_dir, strategy):
     from tfllm.presets import preset
     from tfllm.training.masked_lm import pretraining_job
 
-    corpus = (bundled_genre_split() if args.corpus == "shakespeare"
-              else load_corpus(args.corpus))
+    if args.data is not None:
+        # The texts of the labelled examples, split as the classifier will split them:
+        # its held-out examples stay unread by the encoder.
+        corpus = _labelled_data(args).as_corpus()
+    elif args.corpus == "shakespeare":
+        corpus = bundled_genre_split()
+    else:
+        corpus = load_corpus(args.corpus)
     print(corpus.describe())
     pretraining_job(corpus, args.vocabulary_size
                     or preset("bert", args.size)["tokenizer"]["vocabulary_size"],
@@ -69,16 +77,31 @@ def _pretrain_bert(args, model_settings, config, run_dir, strategy):
                     resume=args.resume, verbose=0 if args.quiet else 1)
 
 
-def _train_classifier(args, model_settings, config, run_dir, strategy):
-    from tfllm.training.classification import genre_classification_job
+def _labelled_data(args):
+    """The `LabelledData` of `--data` and its companions."""
+    from tfllm.data.labelled_files import load_labelled_data
 
-    if args.corpus != "shakespeare":
-        raise ValueError("--model classifier learns the genres of the bundled plays; "
-                         "--corpus must be 'shakespeare'")
-    genre_classification_job(args.pretrained or os.path.join("runs", f"bert-{args.size}"),
-                             model_settings, config, run_dir, strategy=strategy,
-                             resume=args.resume, baselines=not args.no_baselines,
-                             verbose=0 if args.quiet else 1)
+    return load_labelled_data(args.data, args.text_column, args.label_column,
+                              validation_data=args.validation_data, test_data=args.test_data)
+
+
+def _train_classifier(args, model_settings, config, run_dir, strategy):
+    from tfllm.training.classification import classification_job, genre_classification_job
+
+    pretrained = args.pretrained or os.path.join("runs", f"bert-{args.size}")
+    options = {"baselines": not args.no_baselines, "strategy": strategy,
+               "resume": args.resume, "verbose": 0 if args.quiet else 1}
+    if args.data is None:
+        genre_classification_job(pretrained, model_settings, config, run_dir, **options)
+        return
+    data = _labelled_data(args)
+    print(data.describe())
+    classification_job(
+        pretrained, data.splits, data.class_names, model_settings, config, run_dir,
+        run_config={"data": {split: os.path.abspath(source)
+                             for split, source in data.sources.items()},
+                    "text_column": args.text_column, "label_column": args.label_column},
+        **options)
 
 
 def _train_language_model(args, model_settings, config, run_dir, strategy):
@@ -184,7 +207,6 @@ def convert(args):
     from pathlib import Path
 
     from tfllm.convert import check_checkpoint_folder
-
     from tfllm.runs import RunDirectory
 
     folder = check_checkpoint_folder(args.source)  # (before TensorFlow loads)

@@ -38,6 +38,50 @@ def resolve_model_kind(args):
     args.model_max_length = saved.get("model", {}).get("max_length")
 
 
+def check_labelled_data_options(args):
+    """Checks `--data` and its companions (`--text-column`, `--label-column`,
+    `--validation-data`, `--test-data`) and fills the column defaults (text, label)."""
+    from pathlib import Path
+
+    from tfllm.constants import LABELLED_DELIMITERS, LABELLED_JSON_LINES
+
+    companions = ("text_column", "label_column", "validation_data", "test_data")
+    given = [name for name in companions if getattr(args, name) is not None]
+    if args.data is None:
+        if given:
+            raise ValueError(f"--{given[0].replace('_', '-')} goes with --data PATH (your "
+                             "labelled examples)")
+        if args.model == "classifier" and args.corpus != "shakespeare":
+            raise ValueError("--model classifier reads labelled examples: give them with "
+                             "--data FILE (.csv, .tsv, .jsonl or a folder of class folders); "
+                             "--corpus only takes unlabelled text")
+        return
+    if args.model not in ("classifier", "bert"):
+        raise ValueError(f"--data holds labelled examples for --model classifier (or bert, "
+                         f"to pre-train on their texts), not --model {args.model}")
+    if args.corpus != "shakespeare":
+        raise ValueError("give --data or --corpus, not both")
+    extensions = (*LABELLED_DELIMITERS, *LABELLED_JSON_LINES)
+    for option in ("data", "validation_data", "test_data"):
+        path = getattr(args, option)
+        if path is None:
+            continue
+        path = Path(path).expanduser()
+        flag = f"--{option.replace('_', '-')}"
+        if not path.exists():
+            raise FileNotFoundError(f"{flag} {path}: no such file or folder")
+        if path.is_file() and path.suffix.lower() not in extensions:
+            raise ValueError(f"{flag} {path}: unknown extension {path.suffix or '(none)'!r}; "
+                             f"give a {', '.join(extensions)} file or a folder with one "
+                             "sub-folder of .txt files per class")
+        if path.is_dir() and (args.text_column or args.label_column):
+            raise ValueError(f"{flag} {path} is a folder of class folders: its labels are "
+                             "the folder names, so --text-column / --label-column do not "
+                             "apply")
+    args.text_column = args.text_column or "text"
+    args.label_column = args.label_column or "label"
+
+
 def training_settings(args):
     """(model kind, model settings, TrainingConfig keyword arguments) from the options."""
     from tfllm.constants import BERT_POSITION_ENCODINGS

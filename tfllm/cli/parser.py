@@ -93,7 +93,7 @@ def build_parser():
     data.add_argument("--corpus", default="shakespeare",
                       help="'shakespeare' (the bundled plays) or a .txt file, folder or glob "
                            "(bert: the bundled plays are split by genre; classifier: the "
-                           "bundled plays only)")
+                           "bundled plays' genres, or your labels with --data)")
     data.add_argument("--tokenizer", choices=TOKENIZERS,
                       help="gpt / lstm: characters (default), GPT-2's byte-level BPE, "
                            "SentencePiece or WordPiece, learned from the training split; "
@@ -102,6 +102,22 @@ def build_parser():
                       help="ids of the tokenizer, special ones included (default: "
                            f"{DEFAULT_SUBWORD_VOCABULARY_SIZE} for a subword tokenizer, every "
                            "character for char, the preset's for bert)")
+    data.add_argument("--data", metavar="PATH",
+                      help="classifier: your labelled examples, a .csv / .tsv file (a header "
+                           "row names the columns), a .jsonl file, or a folder with one "
+                           "sub-folder of .txt files per class; held-out examples are cut "
+                           "from it (10 %% validation, 10 %% test per class, seeded) unless "
+                           "given below. bert: pre-train on its texts (the same split)")
+    data.add_argument("--text-column", metavar="C",
+                      help="with --data: the column (or JSON key) of the texts "
+                           "(default: text)")
+    data.add_argument("--label-column", metavar="L",
+                      help="with --data: the column (or JSON key) of the labels "
+                           "(default: label)")
+    data.add_argument("--validation-data", metavar="PATH",
+                      help="with --data: held-out examples for validation, in the same form")
+    data.add_argument("--test-data", metavar="PATH",
+                      help="with --data: held-out examples for the final test figures")
     data.add_argument("--pretrained",
                       help="classifier: the bert pre-training run to start from "
                            "(default: runs/bert-SIZE)")

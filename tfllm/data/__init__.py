@@ -24,6 +24,14 @@ from tfllm.data.genres import (
     labelled_passages,
     split_by_genre,
 )
+from tfllm.data.labelled_files import (
+    LabelledData,
+    LabelledDataError,
+    LabelledExamples,
+    load_labelled_data,
+    read_labelled_examples,
+    stratified_split,
+)
 from tfllm.data.masking import mask_tokens
 from tfllm.data.shakespeare import clean_play_markdown, load_shakespeare
 from tfllm.data.text import STOP_WORDS, normalize_text
@@ -51,6 +59,9 @@ __all__ = [
     "CorpusError",
     "Document",
     "build_tokenizer",
+    "LabelledData",
+    "LabelledDataError",
+    "LabelledExamples",
     "bundled_genre_split",
     "class_balance",
     "classification_dataset",
@@ -61,13 +72,16 @@ __all__ = [
     "labelled_passages",
     "language_model_dataset",
     "load_corpus",
+    "load_labelled_data",
     "load_shakespeare",
     "load_text_files",
     "load_tokenizer",
     "mask_tokens",
     "masked_lm_dataset",
     "normalize_text",
+    "read_labelled_examples",
     "split_by_genre",
     "stream_text",
     "tokenizer_kind",
+    "stratified_split",
 ]

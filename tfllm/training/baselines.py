@@ -1,7 +1,7 @@
 """Baselines a classifier is measured against: the majority class and bag-of-words.
 
 (The third, the same classifier trained from random weights, is a fine-tuning run of its
-own: `tfllm.training.classification.genre_classification_job` runs it.)
+own: `tfllm.training.classification.classification_job` runs it.)
 """
 
 import keras

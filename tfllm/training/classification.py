@@ -1,13 +1,15 @@
-"""Fine-tuning a pre-trained BERT encoder as a classifier, and the genre job that runs it.
+"""Fine-tuning a pre-trained BERT encoder as a classifier, and the jobs that run it.
 
 `finetune_classifier` trains a `BertClassifier` on labelled passages through the job runner
 (`tfllm.training.job`: checkpoints, resuming, TensorBoard logs, a run directory);
-`genre_classification_job`, the job behind `examples/finetune_classifier.py` and `tfllm
-train --model classifier`, runs it on the bundled plays' genres beside its baselines.
+`classification_job`, the job behind `tfllm train --model classifier`, runs it beside its
+baselines on any labelled passages (your files: `tfllm.data.load_labelled_data`);
+`genre_classification_job` (also behind `examples/finetune_classifier.py`) gives it the
+bundled plays' genres.
 
 A classifier run's `metrics.json` holds accuracy, macro-F1, per-class scores and the
-confusion matrix of the held-out plays; its TensorBoard logs show them too (HParams and a
-Markdown confusion matrix under Text).
+confusion matrix of the held-out passages; its TensorBoard logs show them too (HParams and
+a Markdown confusion matrix under Text).
 """
 
 import keras
@@ -89,7 +91,7 @@ def finetune_classifier(model, passages, tokenizer, config, class_names, run_dir
     if keep_best is not None and keep_best.best_epoch is not None:
         metrics["best_epoch"] = keep_best.best_epoch
         print_function(f"Kept the weights of epoch {keep_best.best_epoch} of {config.epochs}, "
-                       f"the best on the validation plays (accuracy {keep_best.best:.3f}).")
+                       f"the best on the validation passages (accuracy {keep_best.best:.3f}).")
     metrics.update(_held_out_reports(outcome.model, passages, tokenizer, length, class_names,
                                      print_function))
     if outcome.run is not None and is_chief(outcome.strategy):
@@ -161,11 +163,8 @@ def genre_classification_job(pretrained, classifier_settings, config, run_direct
     """Fine-tunes a pre-trained encoder to tell comedy / history / tragedy passages apart.
 
     The plays are split by `bundled_genre_split` (the split the pre-training run should
-    have used: its held-out plays are the classifier's held-out plays). With `baselines`,
-    the same script scores, on the same split: the majority class, a bag-of-words
-    logistic regression and the same classifier fine-tuned from random weights (a second
-    run directory, `RUN-scratch`). Everything lands in `RUN/metrics.json` and
-    `RUN/comparison.json`; a Markdown table is printed.
+    have used: its held-out plays are the classifier's held-out plays), cut into passages
+    and handed to `classification_job` (the classifier and its baselines).
 
     Args:
         pretrained: the run directory of a masked-LM pre-training run.
@@ -178,23 +177,62 @@ def genre_classification_job(pretrained, classifier_settings, config, run_direct
         passage_length: characters per passage.
 
     Returns:
-        `{"pretrained": report, "majority": ..., "bag_of_words": ..., "no_pretraining": ...}`
-        of the test plays, plus `"validation"` reports of the pre-trained classifier.
+        What `classification_job` returns.
     """
     from tfllm.data.genres import CLASS_NAMES, bundled_genre_split
+
+    passages = _genre_passages(corpus if corpus is not None else bundled_genre_split(),
+                               passage_length, print_function)
+    return classification_job(
+        pretrained, passages, CLASS_NAMES, classifier_settings, config, run_directory,
+        run_config={"passage_length": passage_length}, baselines=baselines,
+        held_out_name="test plays", strategy=strategy, resume=resume,
+        print_function=print_function, verbose=verbose)
+
+
+def classification_job(pretrained, passages, class_names, classifier_settings, config,
+                       run_directory, *, run_config=None, baselines=True,
+                       held_out_name="test examples", strategy=None, resume=True,
+                       print_function=print, verbose=1):
+    """Fine-tunes a pre-trained encoder on labelled passages, beside its baselines.
+
+    With `baselines`, the same script scores, on the same split: the majority class, a
+    bag-of-words logistic regression and the same classifier fine-tuned from random
+    weights (a second run directory, `RUN-scratch`). Everything lands in
+    `RUN/metrics.json` and `RUN/comparison.json`; a Markdown table is printed. The job
+    behind `tfllm train --model classifier` (the genres, or `--data FILE`).
+
+    Args:
+        pretrained: the run directory of a masked-LM pre-training run.
+        passages: `{"train": (texts, class ids), "validation": ..., "test": ...}`
+            (e.g. `tfllm.data.load_labelled_data(...).splits`); all three splits.
+        class_names: the names of the class ids.
+        classifier_settings: `BertClassifier` head settings (`pooling`,
+            `classifier_dropout`).
+        config: the fine-tuning `TrainingConfig`.
+        run_directory: the classifier's run directory.
+        run_config: extra JSON-friendly facts for the run's `config.json`.
+        held_out_name: what the comparison table calls the test split.
+
+    Returns:
+        `{"pretrained": report, "majority": ..., "bag_of_words": ..., "no_pretraining": ...}`
+        of the test passages, plus `"validation"` reports of the pre-trained classifier.
+    """
     from tfllm.models import BertClassifier
 
     pretrained, tokenizer = _pretraining_run(pretrained)
-    passages = _genre_passages(corpus if corpus is not None else bundled_genre_split(),
-                               passage_length, print_function)
+    missing = [split for split in ("train", "validation", "test")
+               if split not in passages or not passages[split][0]]
+    if missing:
+        raise ValueError(f"The classifier job needs {' and '.join(missing)} passages.")
 
     def fine_tune(create, directory, pretrained_path):
         """`finetune_classifier` of the `BertClassifier` that `create` makes from the run."""
         return finetune_classifier(
-            lambda: create(pretrained, num_classes=len(CLASS_NAMES), seed=config.seed,
+            lambda: create(pretrained, num_classes=len(class_names), seed=config.seed,
                            **classifier_settings),
-            passages, tokenizer, config, CLASS_NAMES, directory,
-            run_config={"pretrained": pretrained_path, "passage_length": passage_length},
+            passages, tokenizer, config, class_names, directory,
+            run_config={"pretrained": pretrained_path, **(run_config or {})},
             strategy=strategy, resume=resume, print_function=print_function, verbose=verbose)
 
     metrics = fine_tune(BertClassifier.from_pretrained, run_directory, str(pretrained.path))
@@ -202,14 +240,14 @@ def genre_classification_job(pretrained, classifier_settings, config, run_direct
                "seconds": {"pretrained": metrics["training_seconds"]}}
     if baselines:
         print_function("Baselines on the same split:")
-        results.update(_baseline_reports(passages, CLASS_NAMES))
+        results.update(_baseline_reports(passages, class_names))
         # The same classifier from random weights, in a run directory of its own.
         scratch_directory = (None if run_directory is None
                              else RunDirectory(run_directory).sibling("-scratch"))
         scratch = fine_tune(BertClassifier.shaped_like, scratch_directory, None)
         results["no_pretraining"] = scratch["test"]
         results["seconds"]["no_pretraining"] = scratch["training_seconds"]
-    results["table"] = _comparison_table(results)
+    results["table"] = _comparison_table(results, held_out_name)
     print_function(results["table"])
     if run_directory is not None:
         RunDirectory(run_directory).write_comparison(results)
@@ -231,8 +269,10 @@ def _pretraining_run(directory):
     run = RunDirectory(directory)
     if not run.has_tokenizer():
         raise FileNotFoundError(
-            f"{run.path} is not a pre-training run (no {run.TOKENIZER}); run "
-            "examples/pretrain_bert.py or `tfllm train --model bert` first."
+            f"{run.path} is not a pre-training run (no {run.TOKENIZER}); pre-train one "
+            f"first: `tfllm train --model bert --run-dir {run.path}` (the bundled plays; "
+            "add --corpus TEXTS or --data LABELLED_FILE for your own text), then give "
+            "it with --pretrained"
         )
     if run.model_class() != "BertMaskedLM":
         raise ValueError(f"{run.path} holds a {run.model_class()}, not a "
@@ -255,9 +295,9 @@ def _genre_passages(corpus, passage_length, print_function):
     return passages
 
 
-def _comparison_table(results):
-    """The Markdown table of the test plays: the classifier and its baselines."""
-    lines = ["| test plays | accuracy | macro-F1 |", "|---|---|---|",
+def _comparison_table(results, held_out_name="test plays"):
+    """The Markdown table of the test split: the classifier and its baselines."""
+    lines = [f"| {held_out_name} | accuracy | macro-F1 |", "|---|---|---|",
              _report_line("pre-trained BERT classifier", results["pretrained"])]
     for key, name in (("no_pretraining", "same classifier, no pre-training"),
                       ("bag_of_words", "bag-of-words logistic regression"),
