@@ -15,3 +15,5 @@ GPT_POSITION_ENCODINGS = ("learned", "sinusoidal", "rotary")
 BERT_POSITION_ENCODINGS = ("learned", "rotary")
 #: How a BERT classifier pools the encoder's outputs.
 POOLINGS = ("cls", "mean")
+#: The weights a language model decodes with (`generate` / `export --weights`).
+DECODING_WEIGHTS = ("float32", "int8", "bfloat16")

@@ -151,6 +151,7 @@ def build_parser():
     generate.add_argument("--seed", type=_non_negative_int, help="makes sampling reproducible")
     generate.add_argument("--stream", action="store_true",
                           help="print each token as soon as it is produced")
+    _add_weights_option(generate)
 
     export = commands.add_parser(
         "export",
@@ -169,7 +170,17 @@ def build_parser():
                         help="version number (default: the next free one)")
     _add_sampling_options(export, max_new_tokens=100, temperature=0.0,
                           prefix="serving_default: ")
+    _add_weights_option(export)
     return parser
+
+
+def _add_weights_option(parser):
+    from tfllm.constants import DECODING_WEIGHTS
+
+    parser.add_argument("--weights", choices=DECODING_WEIGHTS, default="float32",
+                        help="decode with these weights: the model's float32 ones, or an int8 "
+                             "(Keras's quantization) or bfloat16 copy; int8 reads a quarter of "
+                             "the bytes per token")
 
 
 def _add_sampling_options(parser, max_new_tokens, temperature, prefix=""):

@@ -48,12 +48,13 @@ from tfllm.export.language_model import export_model
 from tfllm.export.versions import DEFAULT_EXPORT_DIRECTORY, METADATA_FILE
 
 
-def export_run(run_directory, directory=None, version=None, **defaults):
+def export_run(run_directory, directory=None, version=None, weights="float32", **defaults):
     """Exports the model of a run directory (`tfllm.runs.RunDirectory.load`).
 
     `directory` defaults to `saved_models/RUN_NAME`. A language model goes through
-    `export_model` (`defaults` are its serving defaults), a classifier run (its config
-    names classes) through `export_classifier`.
+    `export_model` (`defaults` are its serving defaults) with the decoding `weights`
+    of `tfllm.generation.with_decoding_weights` ("float32", "int8", "bfloat16"); a
+    classifier run (its config names classes) through `export_classifier`.
     """
     from tfllm.runs import RunDirectory
 
@@ -62,8 +63,14 @@ def export_run(run_directory, directory=None, version=None, **defaults):
     if directory is None:
         directory = Path(DEFAULT_EXPORT_DIRECTORY) / run.path.resolve().name
     if run.is_classifier():
+        if weights != "float32":
+            raise ValueError("--weights applies to language models; a classifier exports "
+                             "its float32 weights")
         return export_classifier(model, tokenizer, directory, run.class_names(),
                                  version=version)
+    from tfllm.generation import with_decoding_weights
+
+    model = with_decoding_weights(model, weights)
     return export_model(model, tokenizer, directory, version=version, **defaults)
 
 
