@@ -29,3 +29,5 @@ DEFAULT_SUBWORD_VOCABULARY_SIZE = 1024
 #: JSON Lines (one object a line). A folder of class folders is the other choice.
 LABELLED_DELIMITERS = {".csv": ",", ".tsv": "\t"}
 LABELLED_JSON_LINES = (".jsonl", ".ndjson")
+#: The weights a language model decodes with (`generate` / `export --weights`).
+DECODING_WEIGHTS = ("float32", "int8", "bfloat16")

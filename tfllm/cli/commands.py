@@ -154,12 +154,13 @@ def generate(args):
     run = RunDirectory(args.run_dir).require()  # (before TensorFlow loads)
     import_tensorflow()
     from tfllm.data import stream_text
-    from tfllm.generation import generate_text, stream_tokens
+    from tfllm.generation import generate_text, stream_tokens, with_decoding_weights
 
     model, tokenizer = run.load()
     if not hasattr(model, "generate"):
         raise ValueError(f"{args.run_dir} holds a {type(model).__name__}, which does not "
                          "generate text; export it to serve it (`tfllm export`)")
+    model = with_decoding_weights(model, args.weights)
     options = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
                "seed": args.seed}
     if args.stream:
@@ -193,7 +194,7 @@ def export(args):
     name = args.name or Path(args.run_dir).resolve().name
     path = export_run(args.run_dir, Path(args.output) / name, version=args.version,
                       max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                      top_k=args.top_k, top_p=args.top_p)
+                      top_k=args.top_k, top_p=args.top_p, weights=args.weights)
     metadata = json.loads((path / "assets.extra" / "tfllm.json").read_text(encoding="utf-8"))
     print(f"Exported {args.run_dir} to {path}/ (signatures: "
           f"{', '.join(metadata['signatures'])}).")

@@ -54,27 +54,34 @@ from tfllm.export.language_model import export_model
 from tfllm.export.versions import DEFAULT_EXPORT_DIRECTORY, METADATA_FILE
 
 
-def export_run(run_directory, directory=None, version=None, **defaults):
+def export_run(run_directory, directory=None, version=None, weights="float32", **defaults):
     """Exports the model of a run directory (`tfllm.runs.RunDirectory.load`).
 
     `directory` defaults to `saved_models/RUN_NAME`. A language model goes through
-    `export_model` (`defaults` are its serving defaults), a classifier run (its config
-    names classes) through `export_classifier`. The run's lock is held, shared, while it
-    exports: a run being trained is refused (`tfllm.runs.RunBusyError`, naming the
-    trainer's pid); two exports of one run get distinct versions
-    (`tfllm.export.versions.reserve_version`).
+    `export_model` (`defaults` are its serving defaults) with the decoding `weights`
+    of `tfllm.generation.with_decoding_weights` ("float32", "int8", "bfloat16"); a
+    classifier run (its config names classes) through `export_classifier`. The run's lock
+    is held, shared, while it exports: a run being trained is refused
+    (`tfllm.runs.RunBusyError`, naming the trainer's pid); two exports of one run get
+    distinct versions (`tfllm.export.versions.reserve_version`).
     """
     from tfllm.runs import RunDirectory
 
     run = RunDirectory(run_directory).require()
     if directory is None:
         directory = Path(DEFAULT_EXPORT_DIRECTORY) / run.path.resolve().name
+    if run.is_classifier() and weights != "float32":
+        raise ValueError("--weights applies to language models; a classifier exports "
+                         "its float32 weights")
     # Shared: exports of one run may run side by side, but not beside its training.
     with run.lock(shared=True, purpose="export"):
         model, tokenizer = run.load()
         if run.is_classifier():
             return export_classifier(model, tokenizer, directory, run.class_names(),
                                      version=version)
+        from tfllm.generation import with_decoding_weights
+
+        model = with_decoding_weights(model, weights)
         return export_model(model, tokenizer, directory, version=version, **defaults)
 
 

@@ -5,7 +5,8 @@
 - `beam`: beam search;
 - `decoder`: `Decoder`, the one owner of the context policy (past `max_length`),
   seeding and compiled functions that `model.generate`, streaming and the SavedModel
-  call; `generate_text` and `stream_tokens` for strings and live output.
+  call; `generate_text` and `stream_tokens` for strings and live output;
+- `weights`: int8 and bfloat16 copies of a model to decode with (`with_decoding_weights`).
 """
 
 from tfllm.generation.beam import beam_search
@@ -17,6 +18,7 @@ from tfllm.generation.samplers import (
     sample_logits,
     without_padding,
 )
+from tfllm.generation.weights import with_decoding_weights
 
 __all__ = [
     "Decoder",
@@ -29,5 +31,6 @@ __all__ = [
     "prepare_prompts",
     "sample_logits",
     "stream_tokens",
+    "with_decoding_weights",
     "without_padding",
 ]

@@ -44,7 +44,8 @@ class KeyValueCacheMixin:
         value_heads = ops.cast(cache[:, 1], query_heads.dtype)
         mask = self._cache_mask(query, cache, cache_index, query_mask, attention_mask)
         query_heads = query_heads * ops.cast(self._inverse_sqrt_key_dim, query_heads.dtype)
-        single_step = query.shape[1] == 1 and not return_attention_scores
+        single_step = (query.shape[1] == 1 and not return_attention_scores
+                       and not (training and self._dropout > 0.0))
         context, probabilities = self._attend_to_cache(
             query_heads, key_heads, value_heads, mask, cache_index, single_step, training)
         output = self._project_output(ops.transpose(context, (0, 2, 1, 3)), gate)
@@ -85,23 +86,40 @@ class KeyValueCacheMixin:
         """Scaled queries `[B, H, T, d]` over the whole cache `[B, H, S, d]`:
         `(context [B, H, T, dv], probabilities)`.
 
-        A `single_step` (one query, no probabilities wanted) over a cache longer than
-        `CACHE_WINDOW` attends to a window of it instead, and gives no probabilities.
+        A `single_step` (one query, no probabilities wanted, no dropout) is a decoding
+        step: `_attend_one_query`. Over a cache of a known length above `CACHE_WINDOW`
+        it attends to the smallest window of whole blocks that holds every position up
+        to the query's (the rest of the cache is masked anyway).
         """
-        cache_length = key_heads.shape[2]
-        if not single_step or cache_length is None or cache_length <= CACHE_WINDOW:
+        if not single_step:
             return self._attend_heads_first(query_heads, key_heads, value_heads, mask, training)
-        # Attend to the smallest window of whole blocks that holds every position up to
-        # the query's: the rest of the cache is masked anyway.
+        cache_length = key_heads.shape[2]
+        if cache_length is None or cache_length <= CACHE_WINDOW:
+            return self._attend_one_query(query_heads, key_heads, value_heads, mask), None
         windows = list(range(CACHE_WINDOW, cache_length, CACHE_WINDOW)) + [cache_length]
         block = ops.minimum(ops.cast(cache_index, "int32") // CACHE_WINDOW, len(windows) - 1)
 
         def window_attention(width):
-            return lambda: self._attend_heads_first(
+            return lambda: self._attend_one_query(
                 query_heads, key_heads[:, :, :width], value_heads[:, :, :width],
-                mask[..., :width], training)[0]
+                mask[..., :width])
 
         return ops.switch(block, [window_attention(width) for width in windows]), None
+
+    def _attend_one_query(self, query_heads, key_heads, value_heads, mask):
+        """One scaled query per head `[B, H, 1, d]` over keys and values `[B, H, S, d]`
+        → context `[B, H, 1, dv]`.
+
+        The scores are products summed over `d`, not a matrix product: a compiled (XLA)
+        step then reads the keys where they lie in the cache, where a matrix product
+        first copies them out of it transposed at every step (which cost more than the
+        rest of the attention).
+        """
+        scores = ops.sum(ops.cast(query_heads, "float32")
+                         * ops.cast(key_heads, "float32"), axis=-1)  # [B, H, S]
+        scores = ops.where(mask, scores[:, :, None, :], MASKED_SCORE)  # [B, H, 1, S]
+        probabilities = ops.where(mask, ops.softmax(scores, axis=-1), 0.0)
+        return ops.matmul(ops.cast(probabilities, self.compute_dtype), value_heads)
 
     def _attend_heads_first(self, query_heads, key_heads, value_heads, mask, training):
         """Scaled queries, keys, values `[B, H, L, d]` → `(context [B, H, T, dv], probs)`."""
