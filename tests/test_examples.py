@@ -25,8 +25,11 @@ def test_example_trains_reports_samples_and_saves(tmp_path, rng, script):
     _write_corpus(corpus, rng)
     run = tmp_path / "run"
     result = subprocess.run(
+        # --quick as `make demo` runs it; a narrow one-layer model, since what is tested is
+        # that the script runs through, not what it learns.
         [sys.executable, str(REPOSITORY / "examples" / script), "--quick", "--steps", "4",
-         "--corpus", str(corpus), "--output", str(run), "--prompt", "thou "],
+         "--layers", "1", "--width", "32", "--corpus", str(corpus), "--output", str(run),
+         "--prompt", "thou "],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
     )
