@@ -30,7 +30,7 @@ def test_example_trains_reports_samples_and_saves(tmp_path, rng, script):
         [sys.executable, str(REPOSITORY / "examples" / script), "--quick", "--steps", "4",
          "--layers", "1", "--width", "32", "--corpus", str(corpus), "--output", str(run),
          "--prompt", "thou "],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,  # a bound against hangs
         env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
     )
     assert result.returncode == 0, result.stderr[-3000:]
