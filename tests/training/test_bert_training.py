@@ -59,8 +59,7 @@ def pretrained(corpus, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_pretraining_then_fine_tuning_writes_runs_and_comparisons(corpus, pretrained,
-                                                                   tmp_path):
+def test_pretraining_then_fine_tuning_writes_runs_and_comparisons(corpus, pretrained, tmp_path):
     bert_run, metrics, _ = pretrained
     assert metrics["validation_loss"] < metrics["initial_validation_loss"] - 0.3
     for name in ("config.json", "tokenizer.json", "model.keras", "metrics.json", "history.csv"):
