@@ -13,6 +13,14 @@ import tensorflow as tf  # noqa: E402
 tf.get_logger().setLevel("ERROR")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, the slow tests (and so the groups they open) are handed out
+    first and the quick ones fill the gaps after them: a slow test drawn last would
+    leave one worker running it alone."""
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_reset_policy():
     """Every test starts seeded, in float32."""
@@ -26,17 +34,21 @@ def rng():
     return np.random.default_rng(1234)
 
 
+# The smallest GPT that still has every part: 2 blocks, 2 heads.
+TINY_GPT_CONFIG = {
+    "vocabulary_size": 37,
+    "max_length": 16,
+    "num_layers": 2,
+    "num_heads": 2,
+    "hidden_dim": 16,
+    "intermediate_dim": 32,
+}
+
+
 @pytest.fixture
 def tiny_gpt_config():
-    """The smallest GPT that still has every part: 2 blocks, 2 heads."""
-    return {
-        "vocabulary_size": 37,
-        "max_length": 16,
-        "num_layers": 2,
-        "num_heads": 2,
-        "hidden_dim": 16,
-        "intermediate_dim": 32,
-    }
+    """`TINY_GPT_CONFIG`, a copy of it for each test."""
+    return dict(TINY_GPT_CONFIG)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 TFLLM = [sys.executable, "-m", "tfllm.cli"]
 REPOSITORY = Path(__file__).resolve().parents[1]
-TIMEOUT_SECONDS = 300
+TIMEOUT_SECONDS = 600  # a bound against hangs, generous for a loaded machine
 
 
 def _environment():
@@ -38,9 +38,13 @@ def corpus(tmp_path_factory):
 
 
 def _train_arguments(corpus, run, steps=20, extra=(), sample_length=10):
+    # --no-xla: XLA's compiles are most of the CPU time of a tiny run, and the command line
+    # does the same with or without it; XLA training runs in tests/test_examples.py
+    # (train_gpt.py calls the same train_and_evaluate) and the BERT jobs' tests.
     return ["train", "--model", "gpt", "--size", "tiny", "--corpus", str(corpus),
             "--run-dir", str(run), "--steps", str(steps), "--steps-per-epoch", "10",
-            "--prompt", "thou ", "--sample-length", str(sample_length), "--quiet", *extra]
+            "--prompt", "thou ", "--sample-length", str(sample_length), "--no-xla", "--quiet",
+            *extra]
 
 
 def _history(run):
@@ -49,11 +53,32 @@ def _history(run):
         return {int(row["epoch"]): row for row in csv.DictReader(file)}
 
 
-@pytest.mark.slow
-def test_train_then_generate_end_to_end(tmp_path, corpus):
-    run = tmp_path / "run"
-    result = _run(_train_arguments(corpus, run), cwd=tmp_path)
+def _files(run):
+    """Every file of a run directory with its size and modification time."""
+    return {str(path.relative_to(run)): (path.stat().st_size, path.stat().st_mtime_ns)
+            for path in sorted(run.rglob("*")) if path.is_file()}
+
+
+# One trained run, shared by the tests that need a finished GPT run (each `tfllm train`
+# costs a TensorFlow start-up and an XLA compile). Its tests run in one xdist worker
+# (setup.cfg: --dist loadgroup), so it is trained once per test session.
+GPT_RUN = pytest.mark.xdist_group("cli_gpt_run")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, corpus):
+    """`(run directory, completed process)` of `tfllm train` of a tiny GPT, 20 steps."""
+    folder = tmp_path_factory.mktemp("finished")
+    run = folder / "run"
+    result = _run(_train_arguments(corpus, run), cwd=folder)
     assert result.returncode == 0, result.stderr[-3000:]
+    return run, result
+
+
+@pytest.mark.slow
+@GPT_RUN
+def test_train_then_generate_end_to_end(tmp_path, corpus, finished_run):
+    run, result = finished_run
     assert "Held-out validation loss" in result.stdout
     assert "Sample:\nthou " in result.stdout
     names = {path.name for path in run.iterdir()}
@@ -87,15 +112,15 @@ def test_train_then_generate_end_to_end(tmp_path, corpus):
 
 
 @pytest.mark.slow
-def test_a_run_killed_after_its_first_checkpoint_resumes_exactly(tmp_path, corpus):
+@GPT_RUN
+def test_a_run_killed_after_its_first_checkpoint_resumes_exactly(tmp_path, corpus, finished_run):
     """SIGKILL mid-run; the same command continues from the last checkpoint, and its
-    later epochs' losses equal those of a run that was never interrupted."""
-    steps = 40
+    later epochs' losses equal those of a run that was never interrupted (`finished_run`).
+    The interrupted run writes no samples (--sample-length 0): sampling changes nothing
+    in training, and writes nothing at all when switched off."""
+    reference, _ = finished_run
+    steps = 20
     arguments = functools.partial(_train_arguments, steps=steps, sample_length=0)
-    reference = tmp_path / "uninterrupted"
-    result = _run(arguments(corpus, reference), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-
     run = tmp_path / "interrupted"
     with open(tmp_path / "killed.log", "wb") as log:
         process = subprocess.Popen(TFLLM + arguments(corpus, run), cwd=tmp_path,
@@ -121,6 +146,8 @@ def test_a_run_killed_after_its_first_checkpoint_resumes_exactly(tmp_path, corpu
     resumed = _run(arguments(corpus, run), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"from its checkpoint at step {last_step}" in resumed.stdout
+    assert "Sample:" not in resumed.stdout
+    assert not list((run / "logs").glob("samples/*"))  # --sample-length 0: none at all
 
     expected, got = _history(reference), _history(run)
     assert sorted(got) == sorted(expected) == list(range(steps // 10))
@@ -135,20 +162,19 @@ def test_a_run_killed_after_its_first_checkpoint_resumes_exactly(tmp_path, corpu
 
 
 @pytest.mark.slow
-def test_other_settings_do_not_resume_a_run(tmp_path, corpus):
-    run = tmp_path / "run"
-    arguments = functools.partial(_train_arguments, steps=10, sample_length=0)
-    finished = _run(arguments(corpus, run), cwd=tmp_path)
-    assert finished.returncode == 0 and "Sample:" not in finished.stdout
-    assert not list((run / "logs").glob("samples/*"))  # --sample-length 0: none at all
-    result = _run(arguments(corpus, run, extra=["--batch-size", "4"]), cwd=tmp_path)
+@GPT_RUN
+def test_other_settings_do_not_resume_a_run(tmp_path, corpus, finished_run):
+    run, _ = finished_run
+    before = _files(run)
+    result = _run(_train_arguments(corpus, run, extra=["--batch-size", "4"]), cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: {run} was started with other training settings (batch_size: saved 8, now 4). "
         "Resume with the settings it was started with, or use a new run directory."
     )
-    refused = _run(arguments(corpus, run, extra=["--no-resume"]), cwd=tmp_path)
+    refused = _run(_train_arguments(corpus, run, extra=["--no-resume"]), cwd=tmp_path)
     assert refused.returncode == 1 and "already holds a trained model" in refused.stderr
+    assert _files(run) == before  # refused: the run is as it was
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -263,15 +289,14 @@ print(json.dumps({"logits": logits["logits"].numpy().tolist(),
 
 @pytest.mark.slow
 @pytest.mark.heavy  # minutes; `make test-all` (its parts are tested in-process by default)
-def test_lora_fine_tuning_from_a_finished_run_saves_and_exports_merged(tmp_path, corpus):
+@GPT_RUN
+def test_lora_fine_tuning_from_a_finished_run_saves_and_exports_merged(tmp_path, finished_run):
     import keras
     import numpy as np
 
     import tfllm  # noqa: F401  (registers every class for loading)
 
-    base = tmp_path / "base"
-    result = _run(_train_arguments(corpus, base), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    base, _ = finished_run
     other = tmp_path / "other.txt"
     other.write_text("rough winds do shake the darling buds of may\n" * 80, encoding="utf-8")
     lora = tmp_path / "lora"

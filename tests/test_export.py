@@ -95,9 +95,15 @@ def _load_in_fresh_process(path, tmp_path):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _export_kind(kind, *marks):
+    """A parameter of `exported`: its tests go to one xdist worker, so that each export is
+    made and loaded once (--dist loadgroup)."""
+    return pytest.param(kind, marks=[*marks, pytest.mark.xdist_group(f"export_{kind}")])
+
+
 @pytest.fixture(scope="module", params=[
-    "gpt", pytest.param("lstm", marks=pytest.mark.slow),
-    pytest.param("gpt_int8", marks=pytest.mark.slow)])
+    _export_kind("gpt"), _export_kind("lstm", pytest.mark.slow),
+    _export_kind("gpt_int8", pytest.mark.slow)])
 def exported(request, tmp_path_factory):
     """Every test below runs against each export: a GPT, an LSTM, and a GPT whose
     projections were quantized to int8 (`model.quantize("int8")`) before exporting."""
@@ -211,6 +217,9 @@ def test_wrong_ranks_and_empty_rows_fail_naming_the_input(exported):
         assert "token_ids: every row needs at least one token id" in answer[key], key
 
 
+# The GPT export only: the LSTM and int8 exports have the same signatures, and the fresh
+# process above loads and runs every one of them already.
+@pytest.mark.parametrize("exported", [_export_kind("gpt")], indirect=True)
 def test_saved_model_cli_lists_and_runs_the_signatures(exported, tmp_path):
     cli = Path(sys.executable).with_name("saved_model_cli")
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}

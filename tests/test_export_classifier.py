@@ -16,6 +16,9 @@ from tfllm.export import export_classifier
 from tfllm.models import BertClassifier, BertEncoder
 from tfllm.training.classification import predict_classes
 
+# One xdist worker runs them all: the classifier is exported and loaded once.
+pytestmark = pytest.mark.xdist_group("export_classifier")
+
 TEXT = ("Now is the winter of our discontent made glorious summer by this sun of York. "
         "If music be the food of love, play on. Friends, Romans, countrymen, lend me "
         "your ears; I come to bury Caesar, not to praise him. ") * 4

@@ -100,6 +100,10 @@ def test_lora_needs_a_built_model_with_projections():
         model.enable_lora(4)
 
 
+# The tests of the trained GPT go to one xdist worker (--dist loadgroup).
+TRAINED = pytest.mark.xdist_group("trained_gpt")
+
+
 @pytest.fixture(scope="module")
 def trained_weights():
     """Weights of a GPT trained on a repeating stream (trained once for the module)."""
@@ -120,6 +124,7 @@ def trained(trained_weights):
     return model, windows
 
 
+@TRAINED
 def test_int8_logits_stay_close_to_float32(trained):
     model, windows = trained
     inputs = windows[:, :-1]
@@ -138,6 +143,7 @@ def test_int8_logits_stay_close_to_float32(trained):
     assert (int8_logits.argmax(-1) == float_logits.argmax(-1)).mean() > 0.97
 
 
+@TRAINED
 def test_int8_generation_uses_the_int8_weights(trained):
     """Greedy decoding after `quantize` equals greedy recomputation with the int8 model
     (compiled decoding made before quantizing is not reused)."""
@@ -153,6 +159,7 @@ def test_int8_generation_uses_the_int8_weights(trained):
     np.testing.assert_array_equal(generated, sequence)
 
 
+@TRAINED
 def test_an_int8_model_saves_and_loads(tmp_path, trained):
     model, windows = trained
     model.quantize("int8")

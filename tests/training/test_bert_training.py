@@ -13,6 +13,9 @@ from tfllm.training.baselines import bag_of_words_baseline, majority_baseline
 from tfllm.training.classification import genre_classification_job
 from tfllm.training.masked_lm import pretraining_job
 
+# One xdist worker runs them all: the pre-training run is trained once.
+pytestmark = pytest.mark.xdist_group("bert_training")
+
 WORDS = {
     "comedies": "love jest wedding merry fool dance sweet",
     "histories": "king crown england war battle duke throne",
@@ -41,18 +44,28 @@ def _tiny(kind, **overrides):
     return settings
 
 
-@pytest.mark.slow
-def test_pretraining_then_fine_tuning_writes_runs_and_comparisons(corpus, tmp_path):
-    settings = _tiny("bert", steps=40, steps_per_epoch=20)
-    bert_run = tmp_path / "bert"
+QUIET = {"print_function": lambda *_: None, "verbose": 0}
+
+
+@pytest.fixture(scope="module")
+def pretrained(corpus, tmp_path_factory):
+    """`(run directory, metrics, settings)` of a tiny masked-LM pre-training: 2 epochs of
+    10 steps, trained once for the tests below."""
+    settings = _tiny("bert", steps=20, steps_per_epoch=10)
+    run = tmp_path_factory.mktemp("pretrained") / "bert"
     metrics = pretraining_job(corpus, 200, settings["model"],
-                              TrainingConfig(**settings["training"]), bert_run,
-                              print_function=lambda *_: None, verbose=0)
+                              TrainingConfig(**settings["training"]), run, **QUIET)
+    return run, metrics, settings
+
+
+@pytest.mark.slow
+def test_pretraining_then_fine_tuning_writes_runs_and_comparisons(corpus, pretrained, tmp_path):
+    bert_run, metrics, _ = pretrained
     assert metrics["validation_loss"] < metrics["initial_validation_loss"] - 0.3
     for name in ("config.json", "tokenizer.json", "model.keras", "metrics.json", "history.csv"):
         assert (bert_run / name).is_file()
 
-    classifier = _tiny("classifier", steps=40, steps_per_epoch=20)
+    classifier = _tiny("classifier", steps=10, steps_per_epoch=10)
     lines = []
     results = genre_classification_job(
         bert_run, classifier["model"], TrainingConfig(**classifier["training"]),
@@ -102,18 +115,15 @@ def test_pretraining_then_fine_tuning_writes_runs_and_comparisons(corpus, tmp_pa
 
 
 @pytest.mark.slow
-def test_an_interrupted_pretraining_resumes_to_the_same_weights(corpus, tmp_path):
-    import keras
-
-    settings = _tiny("bert", steps=20, steps_per_epoch=10)
-    config = TrainingConfig(**settings["training"])
-    quiet = {"print_function": lambda *_: None, "verbose": 0}
-    whole = tmp_path / "whole"
-    pretraining_job(corpus, 200, settings["model"], config, whole, **quiet)
-    # The same run interrupted after its first epoch: only that epoch's checkpoint kept,
-    # as a kill would leave it (a copy of the finished run: the same job, already run).
+def test_an_interrupted_pretraining_resumes_to_the_same_weights(corpus, pretrained, tmp_path):
     import shutil
 
+    import keras
+
+    whole, _, settings = pretrained
+    config = TrainingConfig(**settings["training"])
+    # The same run interrupted after its first epoch: only that epoch's checkpoint kept,
+    # as a kill would leave it (a copy of the finished run: the same job, already run).
     interrupted = tmp_path / "interrupted"
     shutil.copytree(whole, interrupted)
     for name in ("model.keras", "metrics.json"):

@@ -106,6 +106,8 @@ def _train(log_dir, gpt_config, extra_callbacks=(), samples=True, hparams=True):
 
 
 _RUNS = {}
+# The tests that read the shared run go to one xdist worker (--dist loadgroup).
+SHARED_RUN = pytest.mark.xdist_group("callbacks_run")
 
 
 @pytest.fixture
@@ -142,11 +144,13 @@ def _step_losses(running_means):
     return np.asarray(losses)
 
 
+@SHARED_RUN
 def test_logs_have_train_validation_samples_and_the_session_folder(run):
     runs = set(_read_logs(run["log_dir"]).Runs())
     assert runs == {".", "train", "validation", "samples"}
 
 
+@SHARED_RUN
 def test_step_loss_is_the_mean_over_the_steps_since_the_last_write(run):
     """Written every 2 steps and at each epoch's last step (3 steps per epoch)."""
     logs = _read_logs(run["log_dir"])
@@ -160,6 +164,7 @@ def test_step_loss_is_the_mean_over_the_steps_since_the_last_write(run):
         assert float(perplexity[step]) == pytest.approx(math.exp(float(loss[step])), rel=1e-5)
 
 
+@SHARED_RUN
 def test_learning_rate_is_the_schedule_at_the_step(run):
     rates = _series(_read_logs(run["log_dir"]), "train", "step/learning_rate")
     assert sorted(rates) == [2, 3, 4, 6]
@@ -167,6 +172,7 @@ def test_learning_rate_is_the_schedule_at_the_step(run):
         assert float(rate) == pytest.approx(float(run["schedule"](step)), rel=1e-6)
 
 
+@SHARED_RUN
 def test_tokens_per_second_leaves_out_the_compiling_step(run):
     """The clock gives 100 s to the first step and 1 s to every other one."""
     speeds = _series(_read_logs(run["log_dir"]), "train", "step/tokens_per_second")
@@ -175,6 +181,7 @@ def test_tokens_per_second_leaves_out_the_compiling_step(run):
         assert float(speed) == pytest.approx(BATCH * LENGTH)
 
 
+@SHARED_RUN
 def test_epoch_scalars_of_train_and_validation_share_tags(run):
     """Same tags in train/ and validation/: TensorBoard draws them on one chart."""
     logs, history = _read_logs(run["log_dir"]), run["history"]
@@ -192,6 +199,7 @@ def test_epoch_scalars_of_train_and_validation_share_tags(run):
             assert float(perplexity[step]) == pytest.approx(metric, rel=1e-4)
 
 
+@SHARED_RUN
 def test_text_samples_hold_the_generated_text(run):
     samples = _series(_read_logs(run["log_dir"]), "samples", "samples")
     assert sorted(samples) == [3, 6]
@@ -203,6 +211,7 @@ def test_text_samples_hold_the_generated_text(run):
     assert all(line.startswith("    ") for text in last for line in text.split("\n"))
 
 
+@SHARED_RUN
 def test_hparams_dashboard_gets_hyperparameters_and_final_metrics(run):
     logs, history = _read_logs(run["log_dir"]), run["history"]
     content = logs.PluginRunToTagToContent(hparams_metadata.PLUGIN_NAME)["."]
@@ -306,6 +315,7 @@ def _wait_for(check, seconds, process):
 
 
 @pytest.mark.slow
+@SHARED_RUN
 def test_tensorboard_serves_the_run_over_http(run, tmp_path):
     """A real `tensorboard` process: scalar and text tags, and the HParams session."""
     port = _free_port()

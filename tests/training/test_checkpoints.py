@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests.conftest import TINY_GPT_CONFIG
 from tfllm.models import GPT
 from tfllm.training import CheckpointError, TrainingConfig, compile_language_model
 from tfllm.training.checkpoints import (
@@ -26,14 +27,26 @@ def _trained(config, rng, steps=2):
     return model
 
 
+# The tests of the trained model go to one xdist worker (--dist loadgroup).
+TRAINED = pytest.mark.xdist_group("checkpoint_trained")
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A tiny GPT trained for 2 steps (trained once: the tests below only save it)."""
+    keras.utils.set_random_seed(1234)
+    return _trained(TINY_GPT_CONFIG, np.random.default_rng(1234))
+
+
 def _fresh(config):
     model = compile_language_model(GPT(**config), CONFIG)
     model.build((None, None))
     return model
 
 
-def test_restore_gives_back_weights_optimizer_state_and_step(tmp_path, rng, tiny_gpt_config):
-    trained = _trained(tiny_gpt_config, rng)
+@TRAINED
+def test_restore_gives_back_weights_optimizer_state_and_step(tmp_path, trained,
+                                                             tiny_gpt_config):
     path = save_checkpoint(tmp_path, trained, step=2, epoch=1)
     restored = _fresh(tiny_gpt_config)
     state = restore_checkpoint(path, restored)
@@ -45,17 +58,18 @@ def test_restore_gives_back_weights_optimizer_state_and_step(tmp_path, rng, tiny
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
 
 
-def test_only_complete_checkpoints_count_and_old_ones_go(tmp_path, rng, tiny_gpt_config):
-    model = _trained(tiny_gpt_config, rng)
+@TRAINED
+def test_only_complete_checkpoints_count_and_old_ones_go(tmp_path, trained):
     (tmp_path / "step-00000009.tmp").mkdir()  # what a kill while saving leaves behind
     for step in (2, 4, 6, 8):
-        save_checkpoint(tmp_path, model, step=step, epoch=step // 2, keep=2)
+        save_checkpoint(tmp_path, trained, step=step, epoch=step // 2, keep=2)
     assert [step for step, _ in list_checkpoints(tmp_path)] == [6, 8]
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_corrupted_weights_are_reported_not_loaded(tmp_path, rng, tiny_gpt_config):
-    path = save_checkpoint(tmp_path, _trained(tiny_gpt_config, rng), step=2, epoch=1)
+@TRAINED
+def test_corrupted_weights_are_reported_not_loaded(tmp_path, trained, tiny_gpt_config):
+    path = save_checkpoint(tmp_path, trained, step=2, epoch=1)
     weights = path / "weights.weights.h5"
     weights.write_bytes(weights.read_bytes()[: len(weights.read_bytes()) // 2])
     model = _fresh(tiny_gpt_config)
@@ -66,21 +80,24 @@ def test_corrupted_weights_are_reported_not_loaded(tmp_path, rng, tiny_gpt_confi
         np.testing.assert_array_equal(weight.numpy(), value)
 
 
-def test_unreadable_state_is_reported(tmp_path, rng, tiny_gpt_config):
-    path = save_checkpoint(tmp_path, _trained(tiny_gpt_config, rng), step=2, epoch=1)
+@TRAINED
+def test_unreadable_state_is_reported(tmp_path, trained, tiny_gpt_config):
+    path = save_checkpoint(tmp_path, trained, step=2, epoch=1)
     (path / "state.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(CheckpointError, match="corrupted.*state.json"):
         restore_checkpoint(path, _fresh(tiny_gpt_config))
 
 
-def test_a_checkpoint_of_another_model_is_refused(tmp_path, rng, tiny_gpt_config):
-    path = save_checkpoint(tmp_path, _trained(tiny_gpt_config, rng), step=2, epoch=1)
+@TRAINED
+def test_a_checkpoint_of_another_model_is_refused(tmp_path, trained, tiny_gpt_config):
+    path = save_checkpoint(tmp_path, trained, step=2, epoch=1)
     with pytest.raises(CheckpointError, match="hidden_dim: saved 16, now 32"):
         restore_checkpoint(path, _fresh({**tiny_gpt_config, "hidden_dim": 32}))
 
 
-def test_a_checkpoint_without_optimizer_state_is_refused(tmp_path, rng, tiny_gpt_config):
-    path = save_checkpoint(tmp_path, _trained(tiny_gpt_config, rng), step=2, epoch=1)
+@TRAINED
+def test_a_checkpoint_without_optimizer_state_is_refused(tmp_path, trained, tiny_gpt_config):
+    path = save_checkpoint(tmp_path, trained, step=2, epoch=1)
     state = json.loads((path / "state.json").read_text())
     state["optimizer_iterations"] = 5
     (path / "state.json").write_text(json.dumps(state))
@@ -88,8 +105,8 @@ def test_a_checkpoint_without_optimizer_state_is_refused(tmp_path, rng, tiny_gpt
         restore_checkpoint(path, _fresh(tiny_gpt_config))
 
 
-def test_the_model_of_a_checkpoint_loads_on_its_own(tmp_path, rng, tiny_gpt_config):
-    trained = _trained(tiny_gpt_config, rng)
+@TRAINED
+def test_the_model_of_a_checkpoint_loads_on_its_own(tmp_path, rng, trained):
     path = save_checkpoint(tmp_path, trained, step=2, epoch=1)
     ids = rng.integers(1, 37, size=(2, 8))
     np.testing.assert_allclose(load_checkpoint_model(path)(ids), trained(ids), atol=1e-6)

@@ -21,7 +21,8 @@ import pytest
 from tests.training import distributed_jobs as jobs
 from tfllm.training.strategy import resolve_strategy
 
-pytestmark = pytest.mark.slow
+# One xdist worker runs them all: the two-worker cluster is started once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multi_worker")]
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 JOB_TIMEOUT_SECONDS = 300

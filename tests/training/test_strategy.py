@@ -29,6 +29,9 @@ from tfllm.training.strategy import (
 )
 
 REPOSITORY = Path(__file__).resolve().parents[2]
+# One xdist worker runs the tests that share the module's trained jobs, so each is
+# trained once (setup.cfg: --dist loadgroup).
+SHARED_JOBS = pytest.mark.xdist_group("strategy_jobs")
 HAS_LOCAL_TPU = bool(glob.glob("/dev/accel[0-9]*"))
 
 
@@ -161,6 +164,7 @@ def single_replica(initial_weights):
     return jobs.train(resolve_strategy("cpu"), initial_weights)
 
 
+@SHARED_JOBS
 def test_distribute_overrides_change_nothing_on_one_device(initial_weights, single_replica):
     """`LanguageModel`'s tf.distribute overrides against Keras's own methods: the same
     numbers, bit for bit."""
@@ -194,6 +198,7 @@ def mirrored_job(tmp_path_factory, initial_weights):
 
 
 @pytest.mark.slow
+@SHARED_JOBS
 def test_mirrored_on_two_logical_cpus_trains_like_one_replica(mirrored_job, single_replica):
     figures, weights = mirrored_job
     assert figures["description"] == "MirroredStrategy: 2 replicas (CPU:0, CPU:1), 1 worker"
@@ -206,6 +211,7 @@ def test_mirrored_on_two_logical_cpus_trains_like_one_replica(mirrored_job, sing
 
 
 @pytest.mark.slow
+@SHARED_JOBS
 def test_model_trained_under_mirrored_saves_and_loads_on_one_device(mirrored_job):
     figures, weights = mirrored_job
     restored = keras.saving.load_model(figures["saved_model"])
@@ -217,12 +223,14 @@ def test_model_trained_under_mirrored_saves_and_loads_on_one_device(mirrored_job
 
 
 @pytest.mark.slow
+@SHARED_JOBS
 def test_auto_chooses_mirrored_over_configured_logical_cpus(mirrored_job):
     figures, _ = mirrored_job
     assert figures["auto_description"] == figures["description"]
 
 
 @pytest.mark.slow
+@SHARED_JOBS
 def test_keras_still_averages_token_ids_to_build_under_mirrored(mirrored_job):
     """Fails when upstream Keras builds from the batch's real dtypes under
     MirroredStrategy: then `LanguageModel._maybe_symbolic_build` may go (see the comment
@@ -234,6 +242,7 @@ def test_keras_still_averages_token_ids_to_build_under_mirrored(mirrored_job):
 
 
 @pytest.mark.slow
+@SHARED_JOBS
 def test_xla_still_fails_across_devices_so_it_is_turned_off(mirrored_job):
     """Fails when Keras's XLA-compiled step works under MirroredStrategy: then
     `jit_compile_for` may keep XLA for several replicas too."""
@@ -244,6 +253,7 @@ def test_xla_still_fails_across_devices_so_it_is_turned_off(mirrored_job):
 
 
 @pytest.mark.slow
+@SHARED_JOBS
 def test_keras_still_clips_each_replicas_share_of_the_gradient(mirrored_job, initial_weights,
                                                                single_replica):
     """Keras 3 applies `global_clipnorm` to each replica's share of the gradient before
