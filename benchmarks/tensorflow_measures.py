@@ -70,9 +70,7 @@ def flops_per_token(model, args):
 
 
 def int8_copy(model):
-    """A copy of a built tfllm model (same config and weights) after `quantize("int8")`."""
-    copy = type(model).from_config(model.get_config())
-    copy.build((None, None))
-    copy.set_weights(model.get_weights())
-    copy.quantize("int8")
-    return copy
+    """The int8 copy a user decodes with (`tfllm.generation.with_decoding_weights`)."""
+    from tfllm.generation import with_decoding_weights
+
+    return with_decoding_weights(model, "int8")
