@@ -57,6 +57,8 @@ def main(argv=None):
             traceback.print_exc()
         print(f"error: {_one_line(error)}", file=sys.stderr, flush=True)
         return EXIT_FAILURE
+    finally:
+        interrupts.uninstall()
 
 
 def _interrupted_line(command, signal_number):
