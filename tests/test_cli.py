@@ -54,9 +54,10 @@ def _history(run):
 
 
 def _files(run):
-    """Every file of a run directory with its size and modification time."""
+    """Every file of a run directory with its size and modification time (but `.lock`,
+    which every command that takes the run's lock writes its pid into)."""
     return {str(path.relative_to(run)): (path.stat().st_size, path.stat().st_mtime_ns)
-            for path in sorted(run.rglob("*")) if path.is_file()}
+            for path in sorted(run.rglob("*")) if path.is_file() and path.name != ".lock"}
 
 
 # One trained run, shared by the tests that need a finished GPT run (each `tfllm train`
