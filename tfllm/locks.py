@@ -31,7 +31,7 @@ class LockBusyError(RuntimeError):
 
 def process_is_alive(pid):
     """Whether a process with this id runs (signal 0 checks without sending one); a
-    zombie, dead but not yet reaped by its parent, does not."""
+    zombie (dead, not yet reaped by its parent) or one that is exiting does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -42,7 +42,14 @@ def process_is_alive(pid):
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:  # no /proc (not Linux): trust the signal
         return True
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+    fields = stat.rpartition(")")[2].split()  # state, ppid, ..., flags (the 7th)
+    exiting = len(fields) > 6 and int(fields[6]) & _PF_EXITING
+    return fields[:1] != ["Z"] and not exiting
+
+
+#: The kernel's flag of a process that is exiting: its files (and so its locks) are being
+#: closed, though it is not a zombie yet.
+_PF_EXITING = 0x4
 
 
 def lock_holders(path):

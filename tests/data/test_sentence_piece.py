@@ -18,8 +18,15 @@ TEXTS = ["To be, or not to be", "a\n\n\nb  two  spaces\t tab  ", "日本語 🙂
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return build_tokenizer("sentencepiece", TRAINING_TEXT, vocabulary_size=300)
+def trained_proto():
+    return build_tokenizer("sentencepiece", TRAINING_TEXT, vocabulary_size=300)._proto
+
+
+@pytest.fixture
+def tokenizer(trained_proto):
+    """A tokenizer of its own per test: the in-graph op's resource belongs to the eager
+    context, which other tests in the same worker may reset (`clear_session`)."""
+    return SentencePieceTokenizer(trained_proto)
 
 
 def test_round_trip_keeps_whitespace_and_unseen_characters(tokenizer):
