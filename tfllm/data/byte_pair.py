@@ -27,6 +27,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfllm.data.tokenizer_json import read_tokenizer_file
+
 #: GPT-2's one special token; it pads batches here (GPT-2 has no padding token).
 END_OF_TEXT = "<|endoftext|>"
 #: The `"format"` entry of a byte-pair tokenizer file (`tfllm.data.load_tokenizer` reads it).
@@ -316,20 +318,7 @@ class BytePairTokenizer(keras.layers.Layer):
     @classmethod
     def load(cls, path: str | os.PathLike, **kwargs) -> "BytePairTokenizer":
         """Reads a tokenizer written by `save`."""
-        path = Path(path)
-        try:
-            content = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{str(path)!r} is not a tokenizer file: invalid JSON ({error})") \
-                from None
-        if not isinstance(content, dict) or content.get("format") != FILE_FORMAT:
-            raise ValueError(
-                f"{str(path)!r} is not a byte-pair tokenizer file: expected \"format\": "
-                f"\"{FILE_FORMAT}\"")
-        if content.get("version") != _FILE_FORMAT_VERSION:
-            raise ValueError(
-                f"{str(path)!r} has tokenizer file version {content.get('version')!r}; this "
-                f"version of tfllm reads version {_FILE_FORMAT_VERSION}")
+        content = read_tokenizer_file(path, FILE_FORMAT, _FILE_FORMAT_VERSION, "byte-pair")
         return cls(content["vocabulary"], content["merges"],
                    padding_token=content["padding_token"], **kwargs)
 

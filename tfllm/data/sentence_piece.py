@@ -29,6 +29,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfllm.data.tokenizer_json import read_tokenizer_file
+
 #: The `"format"` entry of a SentencePiece tokenizer file (`tfllm.data.load_tokenizer` reads it).
 FILE_FORMAT = "tfllm.SentencePieceTokenizer"
 _FILE_FORMAT_VERSION = 1
@@ -238,20 +240,7 @@ class SentencePieceTokenizer(keras.layers.Layer):
     @classmethod
     def load(cls, path: str | os.PathLike, **kwargs) -> "SentencePieceTokenizer":
         """Reads a tokenizer written by `save`."""
-        path = Path(path)
-        try:
-            content = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{str(path)!r} is not a tokenizer file: invalid JSON ({error})") \
-                from None
-        if not isinstance(content, dict) or content.get("format") != FILE_FORMAT:
-            raise ValueError(
-                f"{str(path)!r} is not a SentencePiece tokenizer file: expected \"format\": "
-                f"\"{FILE_FORMAT}\"")
-        if content.get("version") != _FILE_FORMAT_VERSION:
-            raise ValueError(
-                f"{str(path)!r} has tokenizer file version {content.get('version')!r}; this "
-                f"version of tfllm reads version {_FILE_FORMAT_VERSION}")
+        content = read_tokenizer_file(path, FILE_FORMAT, _FILE_FORMAT_VERSION, "SentencePiece")
         return cls(content["proto"], **kwargs)
 
 

@@ -27,6 +27,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfllm.data.tokenizer_json import read_tokenizer_file
+
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 #: The `"format"` entry of a WordPiece tokenizer file (`tfllm.data.load_tokenizer` reads it).
 FILE_FORMAT = "tfllm.WordPieceTokenizer"
@@ -281,21 +283,6 @@ class WordPieceTokenizer(keras.layers.Layer):
     @classmethod
     def load(cls, path: str | os.PathLike, **kwargs) -> "WordPieceTokenizer":
         """Reads a tokenizer written by `save`."""
-        path = Path(path)
-        try:
-            content = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{str(path)!r} is not a tokenizer file: invalid JSON ({error})") \
-                from None
-        if not isinstance(content, dict) or content.get("format") != _FILE_FORMAT:
-            raise ValueError(
-                f"{str(path)!r} is not a WordPiece tokenizer file: expected \"format\": "
-                f"\"{_FILE_FORMAT}\""
-            )
-        if content.get("version") != _FILE_FORMAT_VERSION:
-            raise ValueError(
-                f"{str(path)!r} has tokenizer file version {content.get('version')!r}; this "
-                f"version of tfllm reads version {_FILE_FORMAT_VERSION}"
-            )
+        content = read_tokenizer_file(path, _FILE_FORMAT, _FILE_FORMAT_VERSION, "WordPiece")
         return cls(content["vocabulary"], lowercase=content["lowercase"],
                    strip_accents=content["strip_accents"], **kwargs)
