@@ -2,19 +2,23 @@
 
 An export is written to a hidden `.N.tmp-PID` folder and renamed to `N/` when complete.
 Its number is chosen under an exclusive lock on the model's folder (`.lock` there): the
-temporary folder is created under it, and counts as taken while its process lives, so
-exports running side by side get distinct versions. A temporary folder whose process is
-dead (a killed export) is removed the next time a version is chosen. TensorFlow Serving
+temporary folder is created under it, and its writer holds an `flock` on that folder until
+the version is complete. A temporary folder counts as taken while its lock is held, so
+exports running side by side get distinct versions; one whose lock is free (its writer was
+killed: the kernel released the lock as the process died) is removed the next time a
+version is chosen. The lock, not the pid in the name, decides: a pid can be reused, and a
+dying process is still listed for a moment after its locks are gone. TensorFlow Serving
 reads only the numbered folders.
 """
 
+import fcntl
 import json
 import os
 import re
 import shutil
 from pathlib import Path
 
-from tfllm.locks import FileLock, process_is_alive
+from tfllm.locks import FileLock
 
 DEFAULT_EXPORT_DIRECTORY = "saved_models"
 METADATA_FILE = "assets.extra/tfllm.json"
@@ -37,8 +41,9 @@ def check_version(directory, version):
 
 def reserve_version(directory, version=None):
     """Chooses `version` (default: one more than the highest taken) under the folder's lock
-    and creates its temporary folder; returns `(version, temporary folder)`. Temporary
-    folders of dead processes are removed; those of live ones count as taken.
+    and creates its temporary folder, locked by this process; returns `(version, temporary
+    folder)`. Release it with `release_version` once it is renamed or removed. Temporary
+    folders nobody holds are removed; those held count as taken.
 
     Raises:
         ValueError: `version` is taken (a version folder, or an export writing it).
@@ -50,7 +55,7 @@ def reserve_version(directory, version=None):
                  if path.is_dir() and path.name.isdigit()}
         for path in directory.iterdir():
             match = _TEMPORARY_NAME.match(path.name)
-            if match and process_is_alive(int(match.group(2))):
+            if match and _is_being_written(path):
                 taken.add(int(match.group(1)))
             elif match:
                 shutil.rmtree(path, ignore_errors=True)  # left by a killed export
@@ -61,7 +66,15 @@ def reserve_version(directory, version=None):
                              "written; choose another version.")
         temporary = directory / f".{version}.tmp-{os.getpid()}"
         temporary.mkdir()
+        _WRITING[temporary] = _lock_folder(temporary, blocking=True)
     return version, temporary
+
+
+def release_version(temporary):
+    """Releases the lock `reserve_version` took on `temporary` (renamed or not)."""
+    descriptor = _WRITING.pop(Path(temporary), None)
+    if descriptor is not None:
+        os.close(descriptor)  # closing the last descriptor releases the flock
 
 
 def write_version(archive, directory, version, metadata):
@@ -79,7 +92,36 @@ def write_version(archive, directory, version, metadata):
         os.rename(temporary, final)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
+        release_version(temporary)
     return final
+
+
+#: Temporary folders this process is writing -> the descriptor holding their flock.
+_WRITING = {}
+
+
+def _lock_folder(path, blocking):
+    """An open descriptor of the folder `path` with an exclusive flock on it, or None when
+    another open descriptor (of any process, this one included) holds it."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    return descriptor
+
+
+def _is_being_written(path):
+    """Whether an export holds the temporary folder `path` (see `reserve_version`)."""
+    try:
+        descriptor = _lock_folder(path, blocking=False)
+    except FileNotFoundError:  # removed meanwhile
+        return False
+    if descriptor is None:
+        return True
+    os.close(descriptor)
+    return False
 
 
 def model_config_json(model):
