@@ -486,7 +486,13 @@ class MultiHeadAttention(KeyValueCacheMixin, keras.layers.Layer):
             attention_mask = self._expand_mask(ops.cast(attention_mask, "bool"))
             scores = ops.where(attention_mask, scores, MASKED_SCORE)
         axes = tuple(range(self._scores_rank - len(self._attention_axes), self._scores_rank))
-        if len(axes) == 1:
+        if len(axes) == 1 and self._scores_rank > 4:
+            # TensorFlow's oneDNN softmax kernel (on by default on CPUs with AVX-512)
+            # refuses more than 5 dimensions: softmax a [-1, S] view instead.
+            probabilities = ops.reshape(
+                ops.softmax(ops.reshape(scores, (-1, ops.shape(scores)[-1])), axis=-1),
+                ops.shape(scores))
+        elif len(axes) == 1:
             probabilities = ops.softmax(scores, axis=axes[0])
         else:
             probabilities = ops.exp(scores - ops.logsumexp(scores, axis=axes, keepdims=True))
