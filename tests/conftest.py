@@ -16,9 +16,21 @@ tf.get_logger().setLevel("ERROR")
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist, the slow tests (and so the groups they open) are handed out
     first and the quick ones fill the gaps after them: a slow test drawn last would
-    leave one worker running it alone."""
-    if hasattr(config, "workerinput"):
-        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    leave one worker running it alone. The tests of one `xdist_group` stay together, in
+    their order, as one block (slow if any of them is): a module-scoped fixture they share
+    is torn down as soon as its worker runs a test of another module, so a group split by
+    the sort would build it twice."""
+    if not hasattr(config, "workerinput"):
+        return
+    blocks = {}
+    for index, item in enumerate(items):
+        group = item.get_closest_marker("xdist_group")
+        key = ("group", group.args[0] if group.args else group.kwargs["name"]) if group \
+            else ("test", index)
+        blocks.setdefault(key, []).append(item)
+    slow_first = sorted(blocks.values(), key=lambda block: not any(
+        item.get_closest_marker("slow") for item in block))
+    items[:] = [item for block in slow_first for item in block]
 
 
 @pytest.fixture(autouse=True)
