@@ -153,14 +153,16 @@ class KeyValueCacheMixin:
         """One scaled query per head `[B, H, 1, d]` over keys and values `[B, H, S, d]`
         → context `[B, H, 1, dv]`.
 
-        The scores are products summed over `d`, not a matrix product: a compiled (XLA)
-        step then reads the keys where they lie in the cache, where a matrix product
-        first copies them out of it transposed at every step (which cost more than the
-        rest of the attention).
+        The scores are computed as keys times the query (`[S, d] x [d, 1]` per head), the
+        keys on the left: both operands are then in the layout a matrix product reads, so
+        a compiled (XLA) step reads the keys where they lie in the cache. Written the other
+        way round (query times transposed keys), XLA copied every block's key cache
+        transposed at every step; as products summed over `d` it was a slow reduction
+        (this form took 0.42 ms per token at batch 1 and 512 positions, that one 0.51).
         """
-        scores = ops.sum(ops.cast(query_heads, "float32")
-                         * ops.cast(key_heads, "float32"), axis=-1)  # [B, H, S]
-        scores = ops.where(mask, scores[:, :, None, :], MASKED_SCORE)  # [B, H, 1, S]
+        scores = ops.matmul(key_heads, ops.transpose(query_heads, (0, 1, 3, 2)))  # [B, H, S, 1]
+        scores = ops.cast(ops.transpose(scores, (0, 1, 3, 2)), "float32")  # [B, H, 1, S]
+        scores = ops.where(mask, scores, MASKED_SCORE)
         probabilities = ops.where(mask, ops.softmax(scores, axis=-1), 0.0)
         return ops.matmul(ops.cast(probabilities, self.compute_dtype), value_heads)
 
