@@ -2,7 +2,7 @@
 
 import keras
 
-from tfllm.layers.activations import get_activation
+from tfllm.layers.activations import exact_gelu, get_activation
 from tfllm.layers.attention import MultiHeadAttention
 from tfllm.layers.initializers import clone_initializer
 from tfllm.layers.validation import check_positive_int, check_rate
@@ -66,7 +66,9 @@ class FeedForward(keras.layers.Layer):
         output_dim = self.output_dim or input_shape[-1]
         self.hidden_dense = keras.layers.Dense(
             self.intermediate_dim,
-            activation=self.activation,
+            # Keras's exact GELU, computed faster (the config still says "gelu").
+            activation=exact_gelu if self.activation is keras.activations.gelu
+            else self.activation,
             kernel_initializer=clone_initializer(self.kernel_initializer),
             dtype=self.dtype_policy,
             name="hidden_dense",
