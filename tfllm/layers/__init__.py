@@ -1,8 +1,9 @@
 """Keras 3 building blocks of language models (backend-agnostic: `keras.ops` only)."""
 
-from tfllm.layers.activations import gelu_approximate
+from tfllm.layers.activations import exact_gelu, gelu_approximate
 from tfllm.layers.attention import MultiHeadAttention
 from tfllm.layers.embedding import TokenEmbedding
+from tfllm.layers.normalization import LayerNormalization
 from tfllm.layers.positional import (
     PositionEmbedding,
     RotaryEmbedding,
@@ -13,6 +14,7 @@ from tfllm.layers.transformer import FeedForward, TransformerBlock
 
 __all__ = [
     "FeedForward",
+    "LayerNormalization",
     "MultiHeadAttention",
     "PositionEmbedding",
     "RotaryEmbedding",
@@ -20,5 +22,6 @@ __all__ = [
     "StackedLSTM",
     "TokenEmbedding",
     "TransformerBlock",
+    "exact_gelu",
     "gelu_approximate",
 ]

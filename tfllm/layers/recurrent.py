@@ -2,6 +2,7 @@
 
 import keras
 
+from tfllm.layers.normalization import LayerNormalization
 from tfllm.layers.validation import check_positive_int, check_rate
 
 
@@ -72,7 +73,7 @@ class StackedLSTM(keras.layers.Layer):
         shape = tuple(input_shape)
         for index in range(self.num_layers):
             if self.normalize:
-                norm = keras.layers.LayerNormalization(
+                norm = LayerNormalization(
                     epsilon=self.layer_norm_epsilon, name=f"norm_{index}", **common
                 )
                 norm.build(shape)

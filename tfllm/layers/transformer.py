@@ -5,6 +5,7 @@ import keras
 from tfllm.layers.activations import exact_gelu, get_activation
 from tfllm.layers.attention import MultiHeadAttention
 from tfllm.layers.initializers import clone_initializer
+from tfllm.layers.normalization import LayerNormalization
 from tfllm.layers.validation import check_positive_int, check_rate
 
 
@@ -210,7 +211,7 @@ class TransformerBlock(keras.layers.Layer):
                 f"num_heads={self.num_heads}."
             )
         common = {"dtype": self.dtype_policy}
-        self.attention_norm = keras.layers.LayerNormalization(
+        self.attention_norm = LayerNormalization(
             epsilon=self.layer_norm_epsilon, name="attention_norm", **common
         )
         self.attention = MultiHeadAttention(
@@ -225,7 +226,7 @@ class TransformerBlock(keras.layers.Layer):
             **common,
         )
         self.attention_output_dropout = keras.layers.Dropout(self.dropout, seed=self.seed, **common)
-        self.feed_forward_norm = keras.layers.LayerNormalization(
+        self.feed_forward_norm = LayerNormalization(
             epsilon=self.layer_norm_epsilon, name="feed_forward_norm", **common
         )
         self.feed_forward = FeedForward(

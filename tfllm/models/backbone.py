@@ -20,6 +20,7 @@ import keras
 
 from tfllm.layers.embedding import TokenEmbedding
 from tfllm.layers.initializers import clone_initializer
+from tfllm.layers.normalization import LayerNormalization
 from tfllm.layers.positional import PositionEmbedding, SinusoidalPositionEncoding
 from tfllm.layers.transformer import TransformerBlock
 from tfllm.layers.validation import check_choice, check_transformer_settings
@@ -154,7 +155,7 @@ class TransformerBackbone(TrainableModel):
                 name="segment_embedding", **common)
         self.embedding_norm = None
         if self.normalization == "post":
-            self.embedding_norm = keras.layers.LayerNormalization(
+            self.embedding_norm = LayerNormalization(
                 epsilon=self.layer_norm_epsilon, name="embedding_norm", **common)
         self.embedding_dropout = keras.layers.Dropout(
             self.dropout, seed=self.seed, name="embedding_dropout", **common)
@@ -173,7 +174,7 @@ class TransformerBackbone(TrainableModel):
         ]
         self.final_norm = None
         if self.normalization == "pre":
-            self.final_norm = keras.layers.LayerNormalization(
+            self.final_norm = LayerNormalization(
                 epsilon=self.layer_norm_epsilon, name="final_norm", **common)
 
     def build(self, input_shape=None):

@@ -22,6 +22,7 @@ from keras import ops
 from tfllm.constants import BERT_POSITION_ENCODINGS
 from tfllm.layers.activations import get_activation
 from tfllm.layers.embedding import check_token_ids
+from tfllm.layers.normalization import LayerNormalization
 from tfllm.layers.validation import check_choice
 from tfllm.models.backbone import TransformerBackbone, initializers_for
 from tfllm.models.base import TrainableModel
@@ -291,7 +292,7 @@ class BertMaskedLM(EncoderTask):
             self.encoder.hidden_dim, activation=get_activation(self.encoder.activation),
             kernel_initializer=bert_initializer(), name="head_dense", **common,
         )
-        self.head_norm = keras.layers.LayerNormalization(
+        self.head_norm = LayerNormalization(
             epsilon=self.encoder.layer_norm_epsilon, name="head_norm", **common
         )
 

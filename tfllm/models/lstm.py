@@ -4,6 +4,7 @@ import keras
 import numpy as np  # noqa: F401  (the docstring's example)
 
 from tfllm.layers.embedding import TokenEmbedding
+from tfllm.layers.normalization import LayerNormalization
 from tfllm.layers.recurrent import StackedLSTM
 from tfllm.layers.validation import check_positive_int, check_rate
 from tfllm.models.base import LanguageModel
@@ -85,7 +86,7 @@ class LSTMLanguageModel(LanguageModel):
             name="stacked_lstm",
             **common,
         )
-        self.final_norm = keras.layers.LayerNormalization(
+        self.final_norm = LayerNormalization(
             epsilon=self.layer_norm_epsilon, name="final_norm", **common
         )
 
