@@ -292,11 +292,26 @@ def test_wrong_rank_input_is_named():
         layer(np.zeros((2, 8), "float32"), np.zeros((2, 8), "float32"))
 
 
-@pytest.mark.parametrize("rotary", [None, 10000.0])
-def test_cached_attention_chunk_by_chunk_equals_causal_attention_at_once(rng, rotary):
-    """Prefill 3 positions, then one at a time: the same outputs as the whole sequence."""
+@pytest.mark.parametrize("settings, change", [
+    ({}, None), ({"rotary_max_wavelength": 10000.0}, None), ({"use_gate": True}, None),
+    ({"use_bias": False}, None), ({}, "int8"), ({"rotary_max_wavelength": 10.0}, "lora")],
+    ids=["plain", "rotary", "gate", "no_bias", "int8", "lora"])
+def test_cached_attention_chunk_by_chunk_equals_causal_attention_at_once(rng, settings,
+                                                                          change):
+    """Prefill 3 positions, then one at a time: the same outputs as the whole sequence.
+    A cached step projects the query, key and value as one product (int8 kernels too),
+    a LoRA layer through its layers: each against the layer's own uncached path."""
     x = rng.normal(size=(2, 7, 32)).astype("float32")
-    layer = MultiHeadAttention(4, 8, rotary_max_wavelength=rotary)
+    layer = MultiHeadAttention(4, 8, **settings)
+    layer(x, x)
+    if change == "int8":
+        for dense in (layer.query_dense, layer.key_dense, layer.value_dense,
+                      layer.output_dense):
+            dense.quantize("int8")
+    elif change == "lora":
+        layer.query_dense.enable_lora(2)
+        adapter = layer.query_dense.lora_kernel_b
+        adapter.assign(rng.normal(size=adapter.shape).astype("float32"))
     whole = np.asarray(layer(x, x, use_causal_mask=True))
     cache = layer.init_cache(2, 9)  # longer than needed: the unused tail must not matter
     outputs = []

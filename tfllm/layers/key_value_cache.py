@@ -91,7 +91,9 @@ class KeyValueCacheMixin:
     def _int8_fused_product(self, query, denses, width):
         """`[B*T, 3 H d]`: Keras's int8 `EinsumDense` computation (the input quantized per
         row by the layer's quantizer, an int8 product, divided by both scales) for the
-        three projections at once."""
+        three projections at once. It reads Keras 3's int8 state (`inputs_quantizer`,
+        `_kernel`, `kernel_scale`), which `_fused_projection_kind` checks is there; tests
+        compare it with the layers' own path (cached against uncached attention)."""
         first = denses[0]
         quantized, input_scale = first.inputs_quantizer(query, axis=first.quantization_axis)
         kernel = ops.concatenate([ops.reshape(dense._kernel, (width, -1)) for dense in denses],
