@@ -296,8 +296,8 @@ def test_wrong_rank_input_is_named():
     ({}, None), ({"rotary_max_wavelength": 10000.0}, None), ({"use_gate": True}, None),
     ({"use_bias": False}, None), ({}, "int8"), ({"rotary_max_wavelength": 10.0}, "lora")],
     ids=["plain", "rotary", "gate", "no_bias", "int8", "lora"])
-def test_cached_attention_chunk_by_chunk_equals_causal_attention_at_once(rng, settings,
-                                                                          change):
+def test_cached_attention_chunk_by_chunk_equals_causal_attention_at_once(
+        rng, settings, change):
     """Prefill 3 positions, then one at a time: the same outputs as the whole sequence.
     A cached step projects the query, key and value as one product (int8 kernels too),
     a LoRA layer through its layers: each against the layer's own uncached path."""
