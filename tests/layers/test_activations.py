@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tfllm.layers import FeedForward
-from tfllm.layers.activations import exact_gelu, get_activation
+from tfllm.layers.activations import computed_activation, exact_gelu, get_activation
 
 
 def _gelu_and_slope(x):
@@ -49,5 +49,6 @@ def test_feed_forward_computes_gelu_with_it_and_its_config_still_says_gelu():
     layer = FeedForward(intermediate_dim=8)
     layer.build((None, 4))
     assert layer.hidden_dense.activation is exact_gelu
+    assert computed_activation(keras.activations.relu) is keras.activations.relu
     assert layer.get_config()["activation"] == "gelu"
     assert get_activation(layer.get_config()["activation"]) is keras.activations.gelu

@@ -373,10 +373,16 @@ class MultiHeadAttention(KeyValueCacheMixin, keras.layers.Layer):
             query_heads = self._query_dense(query)
             key_heads = self._key_dense(key)
             value_heads = self._value_dense(value)
-        if self.rotary_embedding is not None:
-            query_heads = self.rotary_embedding(query_heads, start_index=start_index)
-            key_heads = self.rotary_embedding(key_heads, start_index=start_index)
+        query_heads, key_heads = self._rotate(query_heads, key_heads, start_index)
         return gate, query_heads, key_heads, value_heads
+
+    def _rotate(self, query_heads, key_heads, start_index):
+        """Queries and keys `[B, T, H, d]` rotated from position `start_index` when the
+        layer has rotary embeddings (else as they are)."""
+        if self.rotary_embedding is None:
+            return query_heads, key_heads
+        return (self.rotary_embedding(query_heads, start_index=start_index),
+                self.rotary_embedding(key_heads, start_index=start_index))
 
     def _project_output(self, output, gate):
         """The attention output `[B, T, H, dv]`, times the gate (`use_gate`), projected back."""

@@ -82,11 +82,8 @@ class KeyValueCacheMixin:
             heads = heads + ops.concatenate([ops.reshape(dense.bias, (-1,)) for dense in denses])
         heads = ops.reshape(heads, (ops.shape(query)[0], ops.shape(query)[1], 3,
                                     self._num_heads, self._key_dim))
-        query_heads, key_heads, value_heads = heads[:, :, 0], heads[:, :, 1], heads[:, :, 2]
-        if self.rotary_embedding is not None:
-            query_heads = self.rotary_embedding(query_heads, start_index=cache_index)
-            key_heads = self.rotary_embedding(key_heads, start_index=cache_index)
-        return gate, query_heads, key_heads, value_heads
+        query_heads, key_heads = self._rotate(heads[:, :, 0], heads[:, :, 1], cache_index)
+        return gate, query_heads, key_heads, heads[:, :, 2]
 
     def _int8_fused_product(self, query, denses, width):
         """`[B*T, 3 H d]`: Keras's int8 `EinsumDense` computation (the input quantized per

@@ -2,7 +2,7 @@
 
 import keras
 
-from tfllm.layers.activations import exact_gelu, get_activation
+from tfllm.layers.activations import computed_activation, get_activation
 from tfllm.layers.attention import MultiHeadAttention
 from tfllm.layers.initializers import clone_initializer
 from tfllm.layers.normalization import LayerNormalization
@@ -67,9 +67,7 @@ class FeedForward(keras.layers.Layer):
         output_dim = self.output_dim or input_shape[-1]
         self.hidden_dense = keras.layers.Dense(
             self.intermediate_dim,
-            # Keras's exact GELU, computed faster (the config still says "gelu").
-            activation=exact_gelu if self.activation is keras.activations.gelu
-            else self.activation,
+            activation=computed_activation(self.activation),  # config: self.activation
             kernel_initializer=clone_initializer(self.kernel_initializer),
             dtype=self.dtype_policy,
             name="hidden_dense",

@@ -20,7 +20,7 @@ import keras
 from keras import ops
 
 from tfllm.constants import BERT_POSITION_ENCODINGS
-from tfllm.layers.activations import get_activation
+from tfllm.layers.activations import computed_activation, get_activation
 from tfllm.layers.embedding import check_token_ids
 from tfllm.layers.normalization import LayerNormalization
 from tfllm.layers.validation import check_choice
@@ -289,7 +289,8 @@ class BertMaskedLM(EncoderTask):
         super().__init__(encoder, **kwargs)
         common = {"dtype": self.dtype_policy}
         self.head_dense = keras.layers.Dense(
-            self.encoder.hidden_dim, activation=get_activation(self.encoder.activation),
+            self.encoder.hidden_dim,
+            activation=computed_activation(get_activation(self.encoder.activation)),
             kernel_initializer=bert_initializer(), name="head_dense", **common,
         )
         self.head_norm = LayerNormalization(
