@@ -9,6 +9,8 @@ against the same tuples.
 STRATEGY_NAMES = ("auto", "cpu", "mirrored", "multi_worker", "tpu")
 #: Keras dtype policies a run may train under (`--precision`).
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+#: `--xla` choices, as `TrainingConfig.jit_compile` values (`auto`: timed on this machine).
+XLA_CHOICES = {"auto": "auto", "on": True, "off": False}
 #: How the GPT knows positions (`--position-encoding`).
 GPT_POSITION_ENCODINGS = ("learned", "sinusoidal", "rotary")
 #: How the BERT encoder knows positions.

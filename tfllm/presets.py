@@ -5,6 +5,11 @@ arguments of the model class and of `TrainingConfig`. `tiny` runs in seconds
 (tests, smoke runs), `quick` in a few minutes (the quickstart), `default` in
 10-20 minutes (the figures in the README); BERT pre-training also has `long`
 (~45 minutes), the run its genre-classification figures come from.
+
+XLA or not: the training settings leave `jit_compile` at `TrainingConfig`'s `"auto"`
+(timed on this machine before the run starts, `tfllm.training.xla_choice`), except `tiny`,
+whose runs last seconds: timing would cost more than it saves (XLA on, as before), and the
+LSTM's, which XLA slows down on every machine timed (off).
 """
 
 import copy
@@ -14,7 +19,8 @@ PRESETS = {
         "tiny": {
             "model": {"num_layers": 1, "num_heads": 2, "hidden_dim": 32, "max_length": 32},
             "training": {"steps": 20, "steps_per_epoch": 10, "batch_size": 8,
-                         "sequence_length": 32, "peak_learning_rate": 3e-3, "warmup_steps": 2},
+                         "sequence_length": 32, "peak_learning_rate": 3e-3, "warmup_steps": 2,
+                         "jit_compile": True},
         },
         "quick": {
             "model": {"num_layers": 2, "num_heads": 4, "hidden_dim": 128, "max_length": 128},
@@ -29,7 +35,8 @@ PRESETS = {
         },
     },
     "lstm": {
-        # XLA makes this LSTM about 2.7x slower on this CPU: it is off.
+        # XLA made this LSTM's step 2.7x slower on an AVX2 EPYC and 1.6x on an AVX-512 one
+        # (timed by `--xla auto`): it is off, and its runs skip the timing.
         "tiny": {
             "model": {"num_layers": 1, "hidden_dim": 32},
             "training": {"steps": 20, "steps_per_epoch": 10, "batch_size": 8,
@@ -65,7 +72,7 @@ PRESETS = {
             "tokenizer": {"vocabulary_size": 400},
             "training": {"steps": 20, "steps_per_epoch": 10, "batch_size": 8,
                          "sequence_length": 32, "peak_learning_rate": 3e-3, "warmup_steps": 2,
-                         "validation_batches": 2},
+                         "validation_batches": 2, "jit_compile": True},
         },
         "quick": {
             "model": {"num_layers": 2, "num_heads": 4, "hidden_dim": 128, "max_length": 128,
@@ -88,7 +95,8 @@ PRESETS = {
         "tiny": {
             "model": {"pooling": "mean", "classifier_dropout": 0.0},
             "training": {"steps": 20, "steps_per_epoch": 10, "batch_size": 8,
-                         "sequence_length": 32, "peak_learning_rate": 1e-3, "warmup_steps": 2},
+                         "sequence_length": 32, "peak_learning_rate": 1e-3, "warmup_steps": 2,
+                         "jit_compile": True},
         },
         "quick": {
             "model": {"pooling": "mean", "classifier_dropout": 0.1, "dropout": 0.1},

@@ -114,6 +114,10 @@ def training_settings(args):
                          ("warmup_steps", "warmup_steps"), ("precision", "precision"),
                          ("xla", "jit_compile"), ("seed", "seed")):
         value = getattr(args, option)
+        if option == "xla" and value is not None:
+            from tfllm.constants import XLA_CHOICES
+
+            value = XLA_CHOICES[value]
         if value is not None:
             training[name] = value
     if getattr(args, "model_max_length", None):

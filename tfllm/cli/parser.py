@@ -51,6 +51,7 @@ def build_parser():
         PRECISIONS,
         STRATEGY_NAMES,
         TOKENIZERS,
+        XLA_CHOICES,
     )
     from tfllm.presets import PRESETS
 
@@ -143,9 +144,13 @@ def build_parser():
     how.add_argument("--warmup-steps", type=_non_negative_int, help="linear warm-up steps")
     how.add_argument("--precision", choices=PRECISIONS, default="float32",
                      help="float32, or mixed precision (mixed_float16 adds loss scaling)")
-    how.add_argument("--xla", action=argparse.BooleanOptionalAction, default=None,
-                     help="compile train steps with XLA (default: the preset's choice; "
-                          "always off with several replicas)")
+    how.add_argument("--xla", nargs="?", const="on", choices=XLA_CHOICES, default=None,
+                     help="compile train steps with XLA: on (also bare --xla), off, or auto: "
+                          "time steps both ways on this machine first and keep the faster "
+                          "(default: the preset's choice, auto but for tiny; always off "
+                          "with several replicas)")
+    how.add_argument("--no-xla", dest="xla", action="store_const", const="off",
+                     help="the same as --xla off")
     how.add_argument("--seed", type=_non_negative_int, default=1,
                      help="seed of initial weights and data order")
 

@@ -7,6 +7,7 @@
 - `classification`: fine-tuning BERT as a classifier, the genre job; `baselines`;
 - `callbacks`: TensorBoard curves and text samples; `hparams`: the HParams dashboard;
 - `resuming`: what a run continues from, checked before anything is overwritten;
+- `xla_choice`: XLA or not for a run's steps, timed on this machine (`jit_compile="auto"`);
 - `strategy`, `cluster` (the bounded wait for multi-worker peers), `checkpoints`,
   `schedules`, `runs`.
 """

@@ -22,7 +22,14 @@ from tfllm.runs import RunDirectory
 from tfllm.training.baselines import bag_of_words_baseline, majority_baseline
 from tfllm.training.callbacks import summary_writer
 from tfllm.training.checkpoints import KeepBestWeights
-from tfllm.training.job import TrainingJob, compile_for_training, finish_job, fit_hook, run_job
+from tfllm.training.job import (
+    TrainingJob,
+    compile_for_training,
+    finish_job,
+    first_batch,
+    fit_hook,
+    run_job,
+)
 from tfllm.training.strategy import is_chief
 
 
@@ -79,6 +86,7 @@ def finetune_classifier(model, passages, tokenizer, config, class_names, run_dir
     job = TrainingJob(
         create_model=model, compile_model=compile_classifier,
         fit=fit_hook(train_data, validation_data, config, verbose),
+        example_batch=lambda: first_batch(train_data(0)),
         tokens_per_step=config.batch_size * length,
         run_config={"job": "classifier", "class_names": list(class_names), **(run_config or {})},
         hparams_metrics=("loss", "accuracy", "val_loss", "val_accuracy",

@@ -28,8 +28,9 @@ class TrainingConfig:
             and normalisation parameters.
         clip_norm: global gradient-norm clipping (see the README on clipping
             under several replicas).
-        jit_compile: compile train steps with XLA where the strategy allows
-            (one replica); faster for the GPT on this CPU, slower for the LSTM.
+        jit_compile: compile train steps with XLA (True), not (False), or whichever
+            trains faster on this machine, measured before the run starts
+            (`"auto"`, `tfllm.training.xla_choice`); XLA only with one replica.
         precision: `"float32"`, `"mixed_bfloat16"` or `"mixed_float16"`
             (Keras adds dynamic loss scaling for the latter).
         validation_batches: batches of held-out text scored after each epoch
@@ -45,7 +46,7 @@ class TrainingConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.1
     clip_norm: float = 1.0
-    jit_compile: bool = True
+    jit_compile: bool | str = "auto"
     precision: str = "float32"
     validation_batches: int = 16
     seed: int = 1
@@ -65,6 +66,9 @@ class TrainingConfig:
             raise ValueError(f"`weight_decay` must be >= 0; got {self.weight_decay}.")
         if self.clip_norm is not None and not self.clip_norm > 0:
             raise ValueError(f"`clip_norm` must be positive or None; got {self.clip_norm}.")
+        if not isinstance(self.jit_compile, bool) and self.jit_compile != "auto":
+            raise ValueError(
+                f"`jit_compile` must be True, False or 'auto'; got {self.jit_compile!r}.")
         if self.precision not in PRECISIONS:
             raise ValueError(
                 f"Unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}."

@@ -42,6 +42,13 @@ from tfllm.training.strategy import (
     jit_compile_for,
     with_data_sharding,
 )
+from tfllm.training.xla_choice import (
+    AUTO,
+    JitChoice,
+    measure_jit_compile,
+    recorded_jit_compile,
+    remember_jit_compile,
+)
 
 
 #: The figures of how a run trained: a finished run evaluated again keeps its recorded ones.
@@ -104,6 +111,9 @@ class TrainingJob:
             None.
         run_config: more entries for the run's `config.json` (`"job"`, ...).
         callbacks: Keras callbacks run before the ones that log and checkpoint.
+        example_batch: `example_batch()` → one training batch as `fit` sees it
+            (`(x, y)` or `(x, y, sample_weight)`), for timing steps with and without
+            XLA when the config's `jit_compile` is `"auto"`; None: never measured.
     """
 
     create_model: Callable
@@ -114,6 +124,7 @@ class TrainingJob:
     sample: Callable | None = None
     run_config: dict = dataclasses.field(default_factory=dict)
     callbacks: tuple = ()
+    example_batch: Callable | None = None
 
 
 @dataclasses.dataclass
@@ -197,11 +208,13 @@ def _run_locked(job, config, tokenizer, run, strategy, resume, print_function):
     """`run_job` once the run's lock is held."""
     latest = latest_checkpoint(run, config, tokenizer, resume)
     print_function(f"Strategy: {describe_strategy(strategy)}.")
+    # A resumed run compiles its steps as it chose when it started (XLA or not).
+    recorded = recorded_jit_compile(run.read_config()) if latest is not None else None
     if latest is not None and run.is_finished():
-        outcome = _evaluated_again(job, config, run, strategy, print_function)
+        outcome = _evaluated_again(job, config, run, strategy, print_function, recorded)
         if outcome is not None:
             return outcome
-    model = _created_and_compiled(job, config, strategy)
+    model = _created_and_compiled(job, config, strategy, recorded, print_function)
     initial_step = (0 if latest is None
                     else restore_latest_into(model, strategy, run, print_function))
     if run is not None and is_chief(strategy):
@@ -221,11 +234,12 @@ def _run_locked(job, config, tokenizer, run, strategy, resume, print_function):
     return outcome
 
 
-def _evaluated_again(job, config, run, strategy, print_function):
+def _evaluated_again(job, config, run, strategy, print_function, recorded):
     """The `FitOutcome` of a finished run run again: its `model.keras`, to be evaluated;
     nothing trains, and the model and the recorded training figures are not written again.
     None when the file is damaged (`finished_model`)."""
-    finished = finished_model(job, config, run, strategy, print_function)
+    finished = finished_model(job, config, run, strategy, print_function,
+                              jit_choice=recorded or JitChoice(False, "set"))
     if finished is None:
         return None
     model, previous = finished
@@ -300,13 +314,14 @@ def finish_job(outcome, tokenizer, metrics, held_out=None, print_function=print)
 def compile_for_training(model, config, strategy=None, **metrics):
     """What every job's `compile_model` does: compiles `model` in `strategy.scope()`
     (default: the model's) with AdamW for `config`, the model's own loss, XLA as
-    `config.jit_compile` asks where the strategy allows it, and `metrics` (the
-    `metrics=` / `weighted_metrics=` of `model.compile`)."""
+    `config.jit_compile` asks where the strategy allows it (`"auto"`: the choice made
+    for `model`, `resolve_jit_compile`), and `metrics` (the `metrics=` /
+    `weighted_metrics=` of `model.compile`)."""
     strategy = strategy or model.distribute_strategy
     with strategy.scope():
         model.compile(
             optimizer=make_optimizer(config),
-            jit_compile=jit_compile_for(strategy, config.jit_compile),
+            jit_compile=jit_compile_for(strategy, config.jit_compile, model),
             **metrics,
         )
     return model
@@ -345,7 +360,7 @@ def held_out_losses(metrics, splits):
     return {f"heldout_{split}_loss": metrics[f"{split}_loss"] for split in splits}
 
 
-def _created_and_compiled(job, config, strategy):
+def _created_and_compiled(job, config, strategy, recorded, print_function):
     keras.utils.set_random_seed(config.seed)  # the same initial weights on every worker
     with strategy.scope(), precision_scope(config.precision):
         model = job.create_model() if callable(job.create_model) and not isinstance(
@@ -355,8 +370,36 @@ def _created_and_compiled(job, config, strategy):
                 "The model was created outside the strategy's scope; pass a function that "
                 "creates it, or create it in `strategy.scope()`."
             )
+    resolve_jit_compile(model, job, config, strategy, recorded, print_function)
+    with strategy.scope(), precision_scope(config.precision):
         job.compile_model(model, config, strategy)
     return model
+
+
+def resolve_jit_compile(model, job, config, strategy, recorded=None, print_function=print):
+    """With `config.jit_compile == "auto"`, makes the choice `model` compiles with: the
+    `recorded` one of a resumed run, False with several replicas, else measured on
+    throwaway copies of `model` over `job.example_batch()` (`measure_jit_compile`).
+    Returns the `JitChoice`, or None when `config.jit_compile` is True or False."""
+    if config.jit_compile != AUTO:
+        return None
+    if recorded is not None:
+        choice = recorded
+        print_function(choice.resumed())
+    elif strategy.num_replicas_in_sync > 1:
+        choice = JitChoice(False, "several replicas")
+    elif job.example_batch is None:
+        raise ValueError("jit_compile='auto' needs the job's `example_batch` to time "
+                         "training steps; set jit_compile to True or False.")
+    else:
+        choice = measure_jit_compile(model, job.compile_model, config, strategy,
+                                     job.example_batch(), print_function)
+    return remember_jit_compile(model, choice)
+
+
+def first_batch(dataset):
+    """The first element of `dataset` (an `example_batch` for `TrainingJob`)."""
+    return next(iter(dataset))
 
 
 def _hparams_summary(run, job, model, config, strategy):

@@ -11,6 +11,7 @@ your own loops; the settings are `tfllm.training.config.TrainingConfig`.
 import math
 import weakref
 
+import numpy as np
 
 from tfllm.constants import PRECISIONS  # noqa: F401  (re-exported)
 from tfllm.data.datasets import encode_documents, joined_text, language_model_dataset
@@ -24,23 +25,40 @@ from tfllm.training.job import (  # noqa: F401  (FitOutcome, Stopwatch re-export
     TrainingJob,
     compile_for_training,
     finish_job,
+    first_batch,
     held_out_losses,
     print_training_speed,
     run_job,
 )
 from tfllm.training.strategy import with_data_sharding
+from tfllm.training.xla_choice import (
+    AUTO,
+    chosen_jit_compile,
+    measure_jit_compile,
+    remember_jit_compile,
+)
 
 #: The TrainingConfig each model was compiled for by `compile_language_model`.
 _COMPILED_FOR = weakref.WeakKeyDictionary()
 
 
-def compile_language_model(model, config, strategy=None):
+def compile_language_model(model, config, strategy=None, print_function=print):
     """Compiles `model` for `config` inside `strategy.scope()` (default: the model's).
 
     The loss is cross-entropy in nats per token, with `Perplexity` as a
     metric; XLA as `config.jit_compile` asks, where the strategy allows it
-    (`jit_compile_for`).
+    (`jit_compile_for`). With `"auto"` and no choice made for `model` yet, steps
+    with and without XLA are timed first on copies of it, over a batch of random
+    tokens of the config's shape (`tfllm.training.xla_choice`; one line printed).
     """
+    strategy = strategy or model.distribute_strategy
+    if (config.jit_compile == AUTO and chosen_jit_compile(model) is None
+            and strategy.num_replicas_in_sync == 1):
+        tokens = np.random.default_rng(config.seed).integers(
+            0, model.vocabulary_size, (2, config.batch_size, config.sequence_length))
+        remember_jit_compile(model, measure_jit_compile(
+            model, compile_language_model, config, strategy, (tokens[0], tokens[1]),
+            print_function))
     compile_for_training(model, config, strategy, metrics=[Perplexity()])
     _COMPILED_FOR[model] = config  # what `fit_language_model` checks
     return model
@@ -241,6 +259,7 @@ def _language_model_job(model, streams, characters, held_out, config, sample, ve
 
     return TrainingJob(
         create_model=model, compile_model=compile_language_model, fit=fit,
+        example_batch=lambda: first_batch(training_dataset(streams["train"], config)),
         tokens_per_step=config.batch_size * config.sequence_length, sample=sample,
         run_config=dict(run_config or {}), callbacks=callbacks,
         hparams_metrics=("loss", "perplexity", "val_loss", "val_perplexity",

@@ -25,6 +25,7 @@ from tfllm.training.job import (
     TrainingJob,
     compile_for_training,
     finish_job,
+    first_batch,
     fit_hook,
     held_out_losses,
     print_training_speed,
@@ -189,9 +190,11 @@ def _masked_lm_job(model, streams, held_out, tokenizer, config, sample_text, ver
         initial.update(_held_out_scores(created, streams, held_out, tokenizer, config))
         return created
 
+    train_data, validation_data = _masked_lm_data(streams, tokenizer, config, held_out)
     job = TrainingJob(
         create_model=create_model, compile_model=compile_masked_lm,
-        fit=fit_hook(*_masked_lm_data(streams, tokenizer, config, held_out), config, verbose),
+        fit=fit_hook(train_data, validation_data, config, verbose),
+        example_batch=lambda: first_batch(train_data(0)),
         tokens_per_step=config.batch_size * length, run_config={"job": "masked_lm"},
         hparams_metrics=("loss", "accuracy", "val_loss", "val_accuracy",
                          "heldout_validation_loss", "heldout_test_loss"),

@@ -15,13 +15,32 @@ import json
 
 from tfllm.runs import DamagedModelError
 from tfllm.training.checkpoints import CheckpointError, list_checkpoints, restore_latest
+from tfllm.training.xla_choice import (
+    AUTO,
+    chosen_jit_compile,
+    recorded_jit_compile,
+    remember_jit_compile,
+)
 
 
-def _training_differences(saved, current):
+def _training_differences(saved, current, recorded_choice=None):
+    """What differs between the saved and the current training settings; `jit_compile`
+    `"auto"` compares as what the run chose (`recorded_choice`), so a run started with
+    XLA on resumes under `"auto"`, and an `"auto"` run under its choice written out."""
+    def compared(key, setting):
+        if key == "jit_compile" and setting == AUTO and recorded_choice is not None:
+            return recorded_choice.jit_compile
+        return setting
+
+    def saved_text(key):
+        if compared(key, saved.get(key)) is not saved.get(key):
+            return f"{saved.get(key)!r} (it chose {compared(key, saved.get(key))})"
+        return repr(saved.get(key))
+
     return [
-        f"{key}: saved {saved.get(key)!r}, now {current.get(key)!r}"
+        f"{key}: saved {saved_text(key)}, now {current.get(key)!r}"
         for key in sorted(set(saved) | set(current))
-        if saved.get(key) != current.get(key)
+        if compared(key, saved.get(key)) != compared(key, current.get(key))
     ]
 
 
@@ -32,14 +51,16 @@ def _check_resumable(run, config, tokenizer):
         return None
     step, path = checkpoints[-1]
     try:
-        saved_training = run.read_config()["training"]
+        saved_config = run.read_config()
+        saved_training = saved_config["training"]
         saved_vocabulary = run.read_tokenizer_json()
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise CheckpointError(
             f"{run.path} holds checkpoints but its {run.CONFIG} or {run.TOKENIZER} cannot "
             f"be read ({error}); start a new run directory."
         ) from None
-    differences = _training_differences(saved_training, dataclasses.asdict(config))
+    differences = _training_differences(saved_training, dataclasses.asdict(config),
+                                        recorded_jit_compile(saved_config))
     if differences:
         raise CheckpointError(
             f"{run.path} was started with other training settings "
@@ -93,11 +114,13 @@ def restore_latest_into(model, strategy, run, print_function):
 def write_run_files(run, job, model, config, tokenizer):
     """The run's `config.json` (model, training settings, `job.run_config`) and tokenizer,
     each written only when it changed."""
+    choice = chosen_jit_compile(model) if config.jit_compile == AUTO else None
     config = _plain_json({
         "model_class": type(model).__name__,
         "model": model.get_config(),
         "training": dataclasses.asdict(config),
         **job.run_config,
+        **({"jit_compile_choice": choice.as_json()} if choice is not None else {}),
     })
     try:
         unchanged = run.read_config() == config
@@ -113,11 +136,12 @@ def _plain_json(data):
     return json.loads(json.dumps(data))
 
 
-def finished_model(job, config, run, strategy, print_function):
+def finished_model(job, config, run, strategy, print_function, jit_choice=None):
     """`(model, recorded metrics)` of a finished run: its `model.keras` loaded and compiled
-    in `strategy.scope()` (`job.compile_model`), and its `metrics.json` (empty if
-    unreadable); None when the model file is damaged (said in one line): the run then
-    resumes from its latest good checkpoint and saves that."""
+    in `strategy.scope()` (`job.compile_model`; with `jit_choice`, the `JitChoice` of a
+    `jit_compile="auto"` run), and its `metrics.json` (empty if unreadable); None when the
+    model file is damaged (said in one line): the run then resumes from its latest good
+    checkpoint and saves that."""
     with strategy.scope():
         try:
             model = run.load_model()
@@ -125,6 +149,8 @@ def finished_model(job, config, run, strategy, print_function):
             print_function(f"{error} Using its latest good checkpoint instead (saved as "
                            f"{run.MODEL} when done).")
             return None
+        if jit_choice is not None:
+            remember_jit_compile(model, jit_choice)
         job.compile_model(model, config, strategy)
     try:
         previous = run.read_metrics()

@@ -30,6 +30,7 @@ from tfllm.training.cluster import (
     tasks_named_in,
     wait_for_cluster,
 )
+from tfllm.training.xla_choice import chosen_jit_compile
 
 TF_CONFIG_EXAMPLE = (
     'TF_CONFIG=\'{"cluster": {"worker": ["10.0.0.1:12345", "10.0.0.2:12345"]}, '
@@ -180,7 +181,7 @@ def with_data_sharding(dataset):
     return dataset.with_options(options)
 
 
-def jit_compile_for(strategy, requested=True):
+def jit_compile_for(strategy, requested=True, model=None):
     """Whether to compile train steps with XLA (`model.compile(jit_compile=...)`) under
     `strategy`: `requested` with one replica, False with several.
 
@@ -188,8 +189,22 @@ def jit_compile_for(strategy, requested=True):
     XLA cluster; with replicas on several devices that fails ("Trying to access
     resource ... located in device CPU:1 from device CPU:0"). TPUs compile their
     replicas with XLA in any case.
+
+    `requested="auto"` is the choice measured for `model` (`tfllm.training.xla_choice`);
+    a ValueError says so when none was made.
     """
-    return bool(requested) and strategy.num_replicas_in_sync == 1
+    if strategy.num_replicas_in_sync != 1:
+        return False
+    if requested == "auto":
+        choice = chosen_jit_compile(model) if model is not None else None
+        if choice is None:
+            raise ValueError(
+                "jit_compile='auto' is chosen by timing training steps with and without "
+                "XLA, which needs a batch: train through a job (`run_job`, "
+                "`train_and_evaluate`), use `tfllm.training.compile_language_model`, or "
+                "set jit_compile to True or False.")
+        return choice.jit_compile
+    return bool(requested)
 
 
 def is_chief(strategy=None):
