@@ -77,3 +77,60 @@ def test_contract(rng):
         expected_output_shape=(2, 5, 8),
         expected_num_trainable_weights=2 * 3 + 2 * 2,
     )
+
+
+def _values_and_gradients(layer, x, states, mask, loss_of):
+    import tensorflow as tf
+
+    x, states = tf.constant(x), [[tf.constant(h), tf.constant(c)] for h, c in states]
+    with tf.GradientTape() as tape:
+        tape.watch([x, states])
+        outputs, final = layer(x, initial_states=states, mask=mask)
+        loss = loss_of(outputs, final)
+    gradients = tape.gradient(loss, [x, states, layer.trainable_weights])
+    return [np.asarray(value) for value in keras.tree.flatten([outputs, final, gradients])]
+
+
+@pytest.mark.parametrize("steps", [7, 1])
+@pytest.mark.parametrize("loss", ["everything", "outputs", "states"])
+def test_written_out_lstm_equals_keras_lstm_with_gradients(rng, monkeypatch, steps, loss):
+    """Without a mask the recurrence is `lstm_sequence` (its gradient written out); an
+    all-true mask sends the same call through Keras's `LSTM` layers: the values and the
+    gradients of inputs, initial states and every weight agree."""
+    import tfllm.layers.recurrent as recurrent
+
+    layer = StackedLSTM(num_layers=2, hidden_dim=8)
+    x = rng.normal(size=(3, steps, 8)).astype("float32")
+    states = [[rng.normal(size=(3, 8)).astype("float32") for _ in range(2)] for _ in range(2)]
+    layer(x)
+    losses = {
+        "everything": lambda outputs, final: keras.ops.sum(outputs ** 2) + sum(
+            keras.ops.sum(h * 0.3 - c * c) for h, c in final),
+        "outputs": lambda outputs, final: keras.ops.sum(keras.ops.sin(outputs)),
+        "states": lambda outputs, final: keras.ops.sum(final[-1][1] * final[-1][0]),
+    }
+    calls = []
+    written_out = recurrent.lstm_sequence
+    monkeypatch.setattr(recurrent, "lstm_sequence",
+                        lambda *arguments: calls.append(1) or written_out(*arguments))
+    ours = _values_and_gradients(layer, x, states, None, losses[loss])
+    assert len(calls) == 2  # both layers ran the written-out LSTM
+    keras_path = _values_and_gradients(layer, x, states, np.ones((3, steps), bool),
+                                       losses[loss])
+    assert len(calls) == 2
+    assert len(ours) == len(keras_path)
+    for mine, reference in zip(ours, keras_path):
+        np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_written_out_lstm_in_bfloat16(rng):
+    """Under `mixed_bfloat16` both paths compute in bfloat16: equal within its precision."""
+    layer = StackedLSTM(num_layers=2, hidden_dim=16, dtype="mixed_bfloat16")
+    x = rng.normal(size=(2, 12, 16)).astype("float32")
+    outputs, states = layer(x)
+    reference, reference_states = layer(x, mask=np.ones((2, 12), bool))
+    assert outputs.dtype == reference.dtype == "bfloat16"
+    np.testing.assert_allclose(np.asarray(outputs, "float32"),
+                               np.asarray(reference, "float32"), atol=0.05)
+    np.testing.assert_allclose(np.asarray(states[-1][1], "float32"),
+                               np.asarray(reference_states[-1][1], "float32"), atol=0.05)
