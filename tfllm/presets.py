@@ -8,8 +8,8 @@ arguments of the model class and of `TrainingConfig`. `tiny` runs in seconds
 
 XLA or not: the training settings leave `jit_compile` at `TrainingConfig`'s `"auto"`
 (timed on this machine before the run starts, `tfllm.training.xla_choice`), except `tiny`,
-whose runs last seconds: timing would cost more than it saves (XLA on, as before), and the
-LSTM's, which XLA slows down on every machine timed (off).
+whose runs last seconds: timing would cost more than it saves (XLA on as before; the
+LSTM's off).
 """
 
 import copy
@@ -35,8 +35,9 @@ PRESETS = {
         },
     },
     "lstm": {
-        # XLA made this LSTM's step 2.7x slower on an AVX2 EPYC and 1.6x on an AVX-512 one
-        # (timed by `--xla auto`): it is off, and its runs skip the timing.
+        # XLA made the step through Keras's LSTM 2.7x slower on an AVX2 EPYC and 1.6x on an
+        # AVX-512 one; with the recurrence written out (`lstm_sequence`) the two tie on the
+        # latter (238 vs 239 ms a quick step): "auto" times it, but for tiny (off).
         "tiny": {
             "model": {"num_layers": 1, "hidden_dim": 32},
             "training": {"steps": 20, "steps_per_epoch": 10, "batch_size": 8,
@@ -47,13 +48,13 @@ PRESETS = {
             "model": {"num_layers": 2, "hidden_dim": 256},
             "training": {"steps": 200, "steps_per_epoch": 50, "batch_size": 32,
                          "sequence_length": 128, "peak_learning_rate": 5e-3,
-                         "warmup_steps": 20, "jit_compile": False},
+                         "warmup_steps": 20},
         },
         "default": {
             "model": {"num_layers": 2, "hidden_dim": 256},
             "training": {"steps": 1100, "steps_per_epoch": 100, "batch_size": 32,
                          "sequence_length": 128, "peak_learning_rate": 5e-3,
-                         "warmup_steps": 50, "jit_compile": False},
+                         "warmup_steps": 50},
         },
     },
     # BERT: masked-LM pre-training ("bert") and genre fine-tuning ("classifier"). The

@@ -236,7 +236,7 @@ def test_jit_compile_must_be_true_false_or_auto():
 @pytest.mark.parametrize("arguments, expected", [
     ([], "auto"), (["--size", "tiny"], True), (["--xla"], True), (["--xla", "on"], True),
     (["--xla", "off"], False), (["--no-xla"], False), (["--xla", "auto"], "auto"),
-    (["--model", "lstm"], False), (["--model", "lstm", "--xla", "auto"], "auto"),
+    (["--model", "lstm"], "auto"), (["--model", "lstm", "--size", "tiny"], False),
 ])
 def test_the_command_line_xla_option(arguments, expected):
     from tfllm.cli.options import resolve_model_kind, training_settings
