@@ -74,6 +74,7 @@ def test_auto_times_both_and_records_what_it_chose(auto_run):
     assert choice["jit_compile"] == (seconds["xla"] < seconds["no_xla"])
     said = [line for line in lines if line.startswith("XLA or not, measured")]
     assert len(said) == 1
+    assert lines[lines.index(said[0]) - 1].startswith("Timing training steps with and without")
     assert f"(timed in {choice['seconds_timing']:.0f} s)" in said[0]
     chosen = "with XLA" if choice["jit_compile"] else "without XLA"
     assert f"{1000 * seconds['xla']:.1f} ms a training step with XLA" in said[0]
@@ -86,7 +87,7 @@ def test_an_auto_run_trains_exactly_as_its_choice_written_out(auto_run, tmp_path
     chosen = json.loads((run / "config.json").read_text())["jit_compile_choice"]["jit_compile"]
     explicit = tmp_path / "explicit"
     lines = _train(explicit, dataclasses.replace(AUTO, jit_compile=chosen))
-    assert not any("XLA or not" in line for line in lines)
+    assert not any("XLA or not" in line or "Timing training steps" in line for line in lines)
     for auto_weight, explicit_weight in zip(_weights(run), _weights(explicit), strict=True):
         np.testing.assert_array_equal(auto_weight, explicit_weight)
 
@@ -152,6 +153,14 @@ def test_differences_of_jit_compile_settings():
         "jit_compile: saved True, now False"]
 
 
+def test_timing_stops_early_only_when_the_two_are_clearly_apart():
+    from tfllm.training.xla_choice import _separated
+
+    assert _separated([0.10, 0.11], [0.13, 0.15]) and _separated([0.13, 0.15], [0.10, 0.11])
+    assert not _separated([0.10, 0.12], [0.13, 0.15])  # 0.12 * 1.1 > 0.13
+    assert not _separated([0.10, 0.20], [0.15, 0.16])
+
+
 def test_recorded_choices():
     assert recorded_jit_compile({"training": {"jit_compile": False}}) == JitChoice(False, "set")
     assert recorded_jit_compile({"training": {"jit_compile": "auto"},
@@ -198,7 +207,8 @@ def test_a_step_xla_cannot_compile_trains_without_it():
                                  batch, print_function=lines.append)
     assert choice.jit_compile is False and choice.how == "XLA failed"
     assert choice.detail  # the error, named
-    assert lines == [choice.describe()] and "XLA could not compile" in lines[0]
+    assert lines[0].startswith("Timing training steps with and without XLA")
+    assert lines[1:] == [choice.describe()] and "XLA could not compile" in lines[1]
 
 
 class _Unregistered(keras.layers.Layer):
@@ -215,7 +225,7 @@ def test_a_model_that_cannot_be_copied_trains_without_xla_and_says_why():
                                  print_function=lines.append)
     assert (choice.jit_compile, choice.how) == (False, "not copyable")
     assert "_Unregistered" in choice.detail
-    assert lines[0].startswith("Could not copy the model to time XLA")
+    assert lines[-1].startswith("Could not copy the model to time XLA")
 
 
 def test_auto_without_a_choice_is_refused_in_plain_words():
