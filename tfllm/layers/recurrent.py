@@ -7,7 +7,8 @@ backwards. Written out, a step's backward pass is its gates' derivatives and one
 the recurrent kernel's gradient is one product over all steps after the loop; the input
 projection is one product over the whole sequence before it. Measured for one 256-wide
 layer, batch 32 × 128 steps, forward and backward: 115 ms against 190 ms through Keras's
-layer (AMD EPYC Zen 4, 2 cores). The weights stay those of Keras `LSTM` layers (the same
+layer (AMD EPYC Zen 4, 2 cores); greedy decoding of a 2 × 256 LSTM, one step per token,
+7,600 against 4,800 tokens/s. The weights stay those of Keras `LSTM` layers (the same
 variables, names and saved files); masked sequences go through Keras's layer.
 """
 
@@ -182,26 +183,27 @@ def lstm_sequence(inputs, hidden, cell, kernel, recurrent_kernel, bias):
     Returns:
         `(outputs [B, T, H], h, c)`: the hidden state after every step and the final states.
     """
+    if inputs.shape[1] == 1:
+        # One step (decoding): as Keras's cell computes it, no loop and nothing kept.
+        z = (tf.matmul(inputs[:, 0], kernel) + tf.matmul(hidden, recurrent_kernel)) + bias
+        hidden, cell, _ = _lstm_gates(z, cell)
+        return hidden[:, None, :], hidden, cell
     # The input projection of every step at once, time-major for the loop.
     projected = tf.einsum("btd,dk->tbk", inputs, kernel) + bias
-    if inputs.shape[1] == 1:  # one step (decoding): no loop to write out
-        hidden, cell, _ = _lstm_step(projected[0], hidden, cell, recurrent_kernel)
-        return hidden[:, None, :], hidden, cell
     outputs, hidden, cell = _lstm_recurrence(projected, hidden, cell, recurrent_kernel)
     return tf.transpose(outputs, (1, 0, 2)), hidden, cell
 
 
-def _lstm_step(projected, hidden, cell, recurrent_kernel):
-    """One step from the projected input `[B, 4H]`: `(h, c, gates [B, 4H])`, the gates
-    after their activations."""
-    z = projected + tf.matmul(hidden, recurrent_kernel)
+def _lstm_gates(z, cell):
+    """From the gates' sums `z [B, 4H]` and the cell state: `(h, c, (i, f, g, o))`, the
+    gates after their activations."""
     input_gate, forget_gate, candidate, output_gate = tf.split(z, 4, axis=-1)
     input_gate, forget_gate, output_gate = (
         tf.sigmoid(input_gate), tf.sigmoid(forget_gate), tf.sigmoid(output_gate))
     candidate = tf.tanh(candidate)
     cell = forget_gate * cell + input_gate * candidate
     hidden = output_gate * tf.tanh(cell)
-    return hidden, cell, tf.concat([input_gate, forget_gate, candidate, output_gate], -1)
+    return hidden, cell, (input_gate, forget_gate, candidate, output_gate)
 
 
 @tf.custom_gradient
@@ -212,9 +214,10 @@ def _lstm_recurrence(projected, hidden0, cell0, recurrent_kernel):
     dtype = projected.dtype
 
     def forward(step, hidden, cell, hiddens, cells, gates):
-        hidden, cell, gate = _lstm_step(projected[step], hidden, cell, recurrent_kernel)
+        hidden, cell, gate = _lstm_gates(
+            projected[step] + tf.matmul(hidden, recurrent_kernel), cell)
         return (step + 1, hidden, cell, hiddens.write(step, hidden), cells.write(step, cell),
-                gates.write(step, gate))
+                gates.write(step, tf.concat(gate, axis=-1)))
 
     arrays = [tf.TensorArray(dtype, size=steps) for _ in range(3)]
     _, hidden, cell, hiddens, cells, gates = tf.while_loop(
