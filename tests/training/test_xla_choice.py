@@ -79,6 +79,20 @@ def test_auto_times_both_and_records_what_it_chose(auto_run):
     chosen = "with XLA" if choice["jit_compile"] else "without XLA"
     assert f"{1000 * seconds['xla']:.1f} ms a training step with XLA" in said[0]
     assert f"training {chosen}" in said[0]
+    # The HParams dashboard shows the setting ("auto") and what it resolved to.
+    from tensorboard.backend.event_processing import event_multiplexer
+    from tensorboard.plugins.hparams import metadata
+
+    logs = event_multiplexer.EventMultiplexer()
+    logs.AddRunsFromDirectory(str(run / "logs"))
+    logs.Reload()
+    session = metadata.parse_session_start_info_plugin_data(
+        logs.PluginRunToTagToContent(metadata.PLUGIN_NAME)["."][
+            metadata.SESSION_START_INFO_TAG])
+    values = {name: getattr(value, value.WhichOneof("kind"))
+              for name, value in session.hparams.items()}
+    assert values["training.jit_compile"] == "auto"
+    assert values["xla"] is choice["jit_compile"]
 
 
 def test_an_auto_run_trains_exactly_as_its_choice_written_out(auto_run, tmp_path):

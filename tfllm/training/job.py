@@ -403,12 +403,14 @@ def first_batch(dataset):
 
 
 def _hparams_summary(run, job, model, config, strategy):
-    """The run's `HParamsSummary`: the model's and the training's settings, the replicas."""
+    """The run's `HParamsSummary`: the model's and the training's settings, the replicas,
+    and whether the steps run with XLA (`xla`: what `jit_compile` resolved to)."""
     return HParamsSummary(
         run.logs,
         {"model": {"class": type(model).__name__, **_plain(model.get_config())},
          "training": dataclasses.asdict(config),
-         "replicas": strategy.num_replicas_in_sync},
+         "replicas": strategy.num_replicas_in_sync,
+         "xla": bool(model.jit_compile)},
         metrics=job.hparams_metrics, trial_id=run.name)
 
 
