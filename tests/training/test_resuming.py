@@ -9,9 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfllm.data import CharacterTokenizer, Corpus, Document
 from tfllm.data.datasets import encode_documents, language_model_dataset
-from tfllm.models import GPT
 from tfllm.runs import RunDirectory
 from tfllm.training import (
     CheckpointError,
@@ -25,23 +23,15 @@ from tfllm.training import (
 from tfllm.training.checkpoints import load_checkpoint_model
 from tfllm.training.job import finish_job, fit_hook, run_job
 from tests.test_locks import Holder
+from tests.training.tiny_runs import CORPUS, TEXT, TOKENIZER, tiny_gpt
 
-TEXT = "O Romeo, Romeo, wherefore art thou Romeo?\n" * 30
-CORPUS = Corpus(train=[Document("a", TEXT)], validation=[Document("b", TEXT[:400])],
-                test=[Document("c", TEXT[:400])])
-TOKENIZER = CharacterTokenizer.from_texts(CORPUS.texts("train"))
 CONFIG = TrainingConfig(sequence_length=16, batch_size=4, steps=4, steps_per_epoch=2,
                         warmup_steps=1, jit_compile=False, validation_batches=2)
 
 
-def _gpt():
-    return GPT(vocabulary_size=TOKENIZER.vocabulary_size, max_length=16, num_layers=1,
-               num_heads=2, hidden_dim=16, intermediate_dim=32)
-
-
 def _train(run, **kwargs):
     lines = []
-    metrics = train_and_evaluate(_gpt, CORPUS, TOKENIZER, CONFIG, run, sample_length=0,
+    metrics = train_and_evaluate(tiny_gpt, CORPUS, TOKENIZER, CONFIG, run, sample_length=0,
                                  print_function=lines.append, verbose=0, **kwargs)
     return metrics, lines
 
@@ -129,7 +119,7 @@ def test_divergence_keeps_the_last_good_checkpoint_and_valid_json(tmp_path):
     run = RunDirectory(tmp_path / "run")
     ids = TOKENIZER.encode_text(TEXT)
     job = TrainingJob(
-        create_model=_gpt, compile_model=compile_language_model,
+        create_model=tiny_gpt, compile_model=compile_language_model,
         fit=fit_hook(lambda step: language_model_dataset(ids, 16, 4, shuffle=True, seed=1,
                                                          repeat=True).skip(step),
                      None, CONFIG, 0),

@@ -12,8 +12,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfllm.data import CharacterTokenizer, Corpus, Document
-from tfllm.models import GPT
 from tfllm.runs import RunDirectory
 from tfllm.training import (
     CheckpointError,
@@ -29,25 +27,17 @@ from tfllm.training.xla_choice import (
     measure_jit_compile,
     recorded_jit_compile,
 )
+from tests.training.tiny_runs import CORPUS, TOKENIZER, tiny_gpt
 
-TEXT = "O Romeo, Romeo, wherefore art thou Romeo?\n" * 30
-CORPUS = Corpus(train=[Document("a", TEXT)], validation=[Document("b", TEXT[:400])],
-                test=[Document("c", TEXT[:400])])
-TOKENIZER = CharacterTokenizer.from_texts(CORPUS.texts("train"))
 AUTO = TrainingConfig(sequence_length=16, batch_size=4, steps=4, steps_per_epoch=2,
                       warmup_steps=1, jit_compile="auto", validation_batches=2)
 
 pytestmark = pytest.mark.xdist_group("xla_choice")
 
 
-def _gpt():
-    return GPT(vocabulary_size=TOKENIZER.vocabulary_size, max_length=16, num_layers=1,
-               num_heads=2, hidden_dim=16, intermediate_dim=32)
-
-
 def _train(run, config=AUTO):
     lines = []
-    train_and_evaluate(_gpt, CORPUS, TOKENIZER, config, run, sample_length=0,
+    train_and_evaluate(tiny_gpt, CORPUS, TOKENIZER, config, run, sample_length=0,
                        print_function=lines.append, verbose=0)
     return lines
 
@@ -189,7 +179,7 @@ def test_recorded_choices():
 
 
 def test_compile_language_model_times_a_model_of_its_own(capsys):
-    model = _gpt()
+    model = tiny_gpt()
     state = random.getstate()
     compile_language_model(model, AUTO)
     assert random.getstate() == state  # the copies' seeds came from a restored generator
