@@ -205,6 +205,9 @@ class _LanguageModelSignatures:
                 tf.shape(token_ids)[1], self.capacity,
                 message=f"at most max_length ({self.capacity}) token ids per row"))
         with tf.control_dependencies(checks):
+            # The ids too, not only the mask: otherwise the model may run on a bad input
+            # before a check fails and raise its own error first (an LSTM's did).
+            token_ids = tf.identity(token_ids)
             mask = tf.not_equal(token_ids, self.pad)
         logits = self.model(token_ids, padding_mask=mask, training=False)
         last = tf.maximum(tf.reduce_sum(tf.cast(mask, tf.int32), axis=-1) - 1, 0)
