@@ -118,7 +118,7 @@ def test_a_resumed_auto_run_keeps_its_recorded_choice_without_timing(
     def refuse(*arguments, **keywords):
         raise AssertionError("a resumed run timed XLA again")
 
-    monkeypatch.setattr("tfllm.training.job.measure_jit_compile", refuse)
+    monkeypatch.setattr("tfllm.training.xla_choice.measure_jit_compile", refuse)
     lines = _train(interrupted)
     assert any("Resuming" in line and "step 2" in line for line in lines)
     chosen = "with XLA" if flipped else "without XLA"

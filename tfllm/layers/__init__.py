@@ -1,4 +1,5 @@
-"""Keras 3 building blocks of language models (backend-agnostic: `keras.ops` only)."""
+"""Keras 3 building blocks of language models, in `keras.ops` (but for the LSTM recurrence,
+`recurrent.lstm_sequence`, which is TensorFlow: see its module)."""
 
 from tfllm.layers.activations import exact_gelu, gelu_approximate
 from tfllm.layers.attention import MultiHeadAttention

@@ -42,13 +42,7 @@ from tfllm.training.strategy import (
     jit_compile_for,
     with_data_sharding,
 )
-from tfllm.training.xla_choice import (
-    AUTO,
-    JitChoice,
-    measure_jit_compile,
-    recorded_jit_compile,
-    remember_jit_compile,
-)
+from tfllm.training.xla_choice import JitChoice, recorded_jit_compile, resolve_jit_compile
 
 
 #: The figures of how a run trained: a finished run evaluated again keeps its recorded ones.
@@ -315,7 +309,7 @@ def compile_for_training(model, config, strategy=None, **metrics):
     """What every job's `compile_model` does: compiles `model` in `strategy.scope()`
     (default: the model's) with AdamW for `config`, the model's own loss, XLA as
     `config.jit_compile` asks where the strategy allows it (`"auto"`: the choice made
-    for `model`, `resolve_jit_compile`), and `metrics` (the `metrics=` /
+    for `model`, `xla_choice.resolve_jit_compile`), and `metrics` (the `metrics=` /
     `weighted_metrics=` of `model.compile`)."""
     strategy = strategy or model.distribute_strategy
     with strategy.scope():
@@ -370,31 +364,11 @@ def _created_and_compiled(job, config, strategy, recorded, print_function):
                 "The model was created outside the strategy's scope; pass a function that "
                 "creates it, or create it in `strategy.scope()`."
             )
-    resolve_jit_compile(model, job, config, strategy, recorded, print_function)
+    resolve_jit_compile(model, job.compile_model, config, strategy, job.example_batch,
+                        recorded, print_function)
     with strategy.scope(), precision_scope(config.precision):
         job.compile_model(model, config, strategy)
     return model
-
-
-def resolve_jit_compile(model, job, config, strategy, recorded=None, print_function=print):
-    """With `config.jit_compile == "auto"`, makes the choice `model` compiles with: the
-    `recorded` one of a resumed run, False with several replicas, else measured on
-    throwaway copies of `model` over `job.example_batch()` (`measure_jit_compile`).
-    Returns the `JitChoice`, or None when `config.jit_compile` is True or False."""
-    if config.jit_compile != AUTO:
-        return None
-    if recorded is not None:
-        choice = recorded
-        print_function(choice.resumed())
-    elif strategy.num_replicas_in_sync > 1:
-        choice = JitChoice(False, "several replicas")
-    elif job.example_batch is None:
-        raise ValueError("jit_compile='auto' needs the job's `example_batch` to time "
-                         "training steps; set jit_compile to True or False.")
-    else:
-        choice = measure_jit_compile(model, job.compile_model, config, strategy,
-                                     job.example_batch(), print_function)
-    return remember_jit_compile(model, choice)
 
 
 def first_batch(dataset):

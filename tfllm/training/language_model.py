@@ -31,12 +31,7 @@ from tfllm.training.job import (  # noqa: F401  (FitOutcome, Stopwatch re-export
     run_job,
 )
 from tfllm.training.strategy import with_data_sharding
-from tfllm.training.xla_choice import (
-    AUTO,
-    chosen_jit_compile,
-    measure_jit_compile,
-    remember_jit_compile,
-)
+from tfllm.training.xla_choice import resolve_jit_compile
 
 #: The TrainingConfig each model was compiled for by `compile_language_model`.
 _COMPILED_FOR = weakref.WeakKeyDictionary()
@@ -52,13 +47,14 @@ def compile_language_model(model, config, strategy=None, print_function=print):
     tokens of the config's shape (`tfllm.training.xla_choice`; one line printed).
     """
     strategy = strategy or model.distribute_strategy
-    if (config.jit_compile == AUTO and chosen_jit_compile(model) is None
-            and strategy.num_replicas_in_sync == 1):
+
+    def random_tokens():
         tokens = np.random.default_rng(config.seed).integers(
             0, model.vocabulary_size, (2, config.batch_size, config.sequence_length))
-        remember_jit_compile(model, measure_jit_compile(
-            model, compile_language_model, config, strategy, (tokens[0], tokens[1]),
-            print_function))
+        return tokens[0], tokens[1]
+
+    resolve_jit_compile(model, compile_language_model, config, strategy, random_tokens,
+                        print_function=print_function)
     compile_for_training(model, config, strategy, metrics=[Perplexity()])
     _COMPILED_FOR[model] = config  # what `fit_language_model` checks
     return model

@@ -124,6 +124,38 @@ def recorded_jit_compile(saved_config):
         return None
 
 
+def resolve_jit_compile(model, compile_model, config, strategy, example_batch, recorded=None,
+                        print_function=print):
+    """With `config.jit_compile == "auto"`, makes the choice `model` compiles with (what
+    `jit_compile_for(..., "auto", model)` then reads): one made already for `model` stays;
+    else the `recorded` one of a resumed run (said in one line), False with several
+    replicas, or measured on throwaway copies over `example_batch()`
+    (`measure_jit_compile`). Returns the `JitChoice`, or None when `config.jit_compile` is
+    True or False.
+
+    Args:
+        example_batch: `example_batch()` → one training batch; None cannot measure (a
+            ValueError says so).
+    """
+    if config.jit_compile != AUTO:
+        return None
+    choice = chosen_jit_compile(model)
+    if choice is not None:
+        return choice
+    if recorded is not None:
+        choice = recorded
+        print_function(choice.resumed())
+    elif strategy.num_replicas_in_sync > 1:
+        choice = JitChoice(False, "several replicas")
+    elif example_batch is None:
+        raise ValueError("jit_compile='auto' needs an example batch to time training "
+                         "steps; set jit_compile to True or False.")
+    else:
+        choice = measure_jit_compile(model, compile_model, config, strategy, example_batch(),
+                                     print_function)
+    return remember_jit_compile(model, choice)
+
+
 def measure_jit_compile(model, compile_model, config, strategy, batch, print_function=print):
     """Times training steps with and without XLA on throwaway copies of `model`; returns
     the faster as a `JitChoice`.
@@ -196,14 +228,13 @@ def _median_step_seconds(model, compile_model, config, strategy, batch):
         copies[name].train_on_batch(x, y, sample_weight=sample_weight)
 
     for name in copies:
-        for _ in range(WARMUP_STEPS):
-            if name == "xla":
-                try:
-                    step(name)
-                except Exception as error:  # noqa: BLE001 -- any XLA failure means "no XLA"
-                    raise _XlaFailed(_first_line(error)) from error
-            else:
+        try:
+            for _ in range(WARMUP_STEPS):
                 step(name)
+        except Exception as error:  # noqa: BLE001 -- any XLA failure means "no XLA"
+            if name != "xla":
+                raise
+            raise _XlaFailed(_first_line(error)) from error
     times = {name: [] for name in copies}
     spent = 0.0
     for round_index in range(ROUNDS):
